@@ -1,0 +1,115 @@
+# eddy - build, test, install.  Every variable below can be overridden on the
+# command line or in the environment (make PREFIX=/opt/eddy install).
+
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+BINDIR      ?= $(PREFIX)/bin
+LUA_LIBDIR  ?= $(PREFIX)/lib/lua/5.4
+LUA_DIR     ?= $(PREFIX)/share/lua/5.4
+# LuaRocks passes its own directories through these.
+INST_BINDIR ?= $(DESTDIR)$(BINDIR)
+INST_LIBDIR ?= $(DESTDIR)$(LUA_LIBDIR)
+INST_LUADIR ?= $(DESTDIR)$(LUA_DIR)
+
+CC          ?= cc
+LUA         ?= lua5.4
+BUSTED      ?= /usr/bin/busted
+BUILD       ?= build
+CFLAGS      ?= -O2 -g
+LDFLAGS     ?=
+EDDY_VERSION ?= 0.1.0-dev
+LUA_INCDIR  ?= /usr/include/lua5.4
+SUDO        ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian 12 packages eddy needs to build, test and demo.
+DEB_PACKAGES ?= gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev \
+  librdkafka-dev libsqlite3-dev lua-busted lua-cjson luarocks kcat lua-check \
+  sqlite3
+
+WARN     = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
+CPPFLAGS_ALL = -I$(LUA_INCDIR) -Iruntime -DEDDY_VERSION='"$(EDDY_VERSION)"'
+LIBS     = -llua5.4 -luv -lrdkafka -lsqlite3 -lpthread -lm -ldl
+MOD_LIBS = -luv -lrdkafka -lsqlite3 -lpthread
+
+# The core: no Lua in these.
+CORE   = errors store log headers partitioner uuid buf units
+# Lua bindings.
+LBIND  = leddy llog
+CLI    = cli cli_topic cli_produce cli_tail
+
+OBJ         = $(BUILD)/obj
+CORE_OBJS   = $(CORE:%=$(OBJ)/%.o)
+LBIND_OBJS  = $(LBIND:%=$(OBJ)/%.o)
+CLI_OBJS    = $(CLI:%=$(OBJ)/%.o)
+HEADERS     = $(wildcard runtime/*.h)
+TEST_SRCS   = $(wildcard test/*.c)
+
+.PHONY: all binaries deps test test-asan bench demo install uninstall clean lint check-rockspec
+
+all: binaries $(BUILD)/test-runner
+
+# What gets installed: the binary and the Lua C module.
+binaries: $(BUILD)/eddy $(BUILD)/lib/eddy/core.so
+
+$(OBJ)/%.o: runtime/%.c $(HEADERS) | $(OBJ)
+	$(CC) $(WARN) $(CFLAGS) -fPIC $(CPPFLAGS_ALL) -c $< -o $@
+
+$(OBJ):
+	mkdir -p $@ $(BUILD)/lib/eddy
+
+$(BUILD)/eddy: $(OBJ)/main.o $(CLI_OBJS) $(LBIND_OBJS) $(CORE_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -Wl,-E $^ -o $@ $(LIBS)
+
+$(BUILD)/lib/eddy/core.so: $(LBIND_OBJS) $(CORE_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared $^ -o $@ $(MOD_LIBS)
+
+$(BUILD)/test-runner: $(TEST_SRCS) $(wildcard test/*.h) $(CORE_OBJS)
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) -Itest $(TEST_SRCS) $(CORE_OBJS) \
+	  -o $@ $(LDFLAGS) $(MOD_LIBS)
+
+# Installs whichever Debian packages are missing; does nothing when all are
+# there.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" \
+	    || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) LUA=$(LUA) BUSTED=$(BUSTED) sh test/run.sh
+
+# The same suite under AddressSanitizer and UBSan, in its own build tree.
+test-asan: deps
+	@$(MAKE) --no-print-directory all BUILD=build-asan \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined"
+	@BUILD=build-asan LUA=$(LUA) BUSTED=$(BUSTED) EDDY_ASAN=1 sh test/run.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh bench/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh examples/demo.sh
+
+lint: all
+	luacheck --codes lua spec examples handlers
+
+install: binaries
+	install -d $(INST_BINDIR) $(INST_LIBDIR)/eddy $(INST_LUADIR)/eddy
+	install -m 755 $(BUILD)/eddy $(INST_BINDIR)/eddy
+	install -m 755 $(BUILD)/lib/eddy/core.so $(INST_LIBDIR)/eddy/core.so
+	install -m 644 lua/eddy/*.lua $(INST_LUADIR)/eddy/
+
+uninstall:
+	rm -f $(INST_BINDIR)/eddy $(INST_LIBDIR)/eddy/core.so
+	rm -rf $(INST_LUADIR)/eddy
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,94 @@
+/*
+ * cli.h - the eddy command line: option parsing, help, dispatch, and the
+ * commands themselves (one cli_<command>.c per command group).
+ *
+ * Exit status: 0 success, 1 failure (one line on stderr naming what went
+ * wrong), 2 usage error (unknown command or option, a missing or malformed
+ * argument).
+ */
+#ifndef EDDY_CLI_H
+#define EDDY_CLI_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "store.h"
+
+#define EDDY_EXIT_OK 0
+#define EDDY_EXIT_FAIL 1
+#define EDDY_EXIT_USAGE 2
+
+/* Runs the command line; returns the process exit status. */
+int eddy_cli_main(int argc, char **argv);
+
+/* One option of a command.  name is the long name without dashes. */
+typedef struct eddy_cli_opt {
+  const char *name;
+  char short_name;
+  const char *arg;    /* NULL: a flag; else the argument's name for help */
+  const char *help;
+} eddy_cli_opt;
+
+typedef struct eddy_cli_cmd eddy_cli_cmd;
+
+#define EDDY_CLI_MAX_SEEN 256
+#define EDDY_CLI_MAX_POS 64
+
+/* A parsed command line. */
+typedef struct eddy_cli_args {
+  const eddy_cli_cmd *cmd;
+  int npos;
+  const char *pos[EDDY_CLI_MAX_POS];
+  int nseen;
+  struct { const char *name; const char *value; } seen[EDDY_CLI_MAX_SEEN];
+} eddy_cli_args;
+
+struct eddy_cli_cmd {
+  const char *name;        /* "topic create" */
+  const char *usage;       /* "NAME --partitions N" */
+  const char *summary;     /* one line */
+  const char *details;     /* more text for --help, or NULL */
+  const eddy_cli_opt *opts;  /* terminated by a zero entry */
+  int min_pos, max_pos;    /* positional arguments accepted */
+  int (*run)(const eddy_cli_args *a);
+};
+
+/* 1 when flag name was given. */
+int eddy_cli_flag(const eddy_cli_args *a, const char *name);
+/* The last value given for option name, or NULL. */
+const char *eddy_cli_value(const eddy_cli_args *a, const char *name);
+/* The i-th value (from 0) given for a repeatable option, or NULL. */
+const char *eddy_cli_nth(const eddy_cli_args *a, const char *name, int i);
+
+/* Prints "eddy CMD: message" on stderr with a hint to --help, and returns
+ * EDDY_EXIT_USAGE. */
+int eddy_cli_usage_error(const eddy_cli_args *a, const char *fmt, ...)
+  __attribute__((format(printf, 2, 3)));
+/* Prints "eddy CMD: message" on stderr and returns EDDY_EXIT_FAIL. */
+int eddy_cli_fail(const eddy_cli_args *a, const char *fmt, ...)
+  __attribute__((format(printf, 2, 3)));
+
+/* Opens the store named by --data (default $EDDY_DATA, else ./data).
+ * Prints the error and returns NULL on failure. */
+eddy_store *eddy_cli_open(const eddy_cli_args *a, int create);
+
+/* Parses an integer option value; on a malformed value prints a usage error
+ * and returns -1 (the caller returns EDDY_EXIT_USAGE). */
+int eddy_cli_int(const eddy_cli_args *a, const char *name, int64_t min,
+                 int64_t max, int64_t *v);
+
+/* Set by SIGINT/SIGTERM once eddy_cli_catch_signals ran: commands that
+ * wait (tail --follow) poll it to stop cleanly. */
+extern volatile sig_atomic_t eddy_cli_stop;
+void eddy_cli_catch_signals(void);
+
+struct eddy_buf;
+struct eddy_message;
+/* Appends one message as a JSON line (see eddy tail --help for the shape). */
+void eddy_cli_message_json(struct eddy_buf *b, const struct eddy_message *m);
+
+/* The commands, defined in cli_*.c. */
+extern const eddy_cli_cmd eddy_cmd_topic_create, eddy_cmd_topic_list,
+  eddy_cmd_topic_alter, eddy_cmd_topic_trim, eddy_cmd_produce, eddy_cmd_tail;
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * leddy.c - the module table of eddy.core: eddy.open (from llog.c) and the
+ * module functions that need no store (ids, the partitioner, versions).
+ */
+#include "leddy.h"
+
+#include <limits.h>
+
+#include <lauxlib.h>
+#include <librdkafka/rdkafka.h>
+#include <sqlite3.h>
+#include <uv.h>
+
+#include "llog.h"
+#include "partitioner.h"
+#include "uuid.h"
+
+/* eddy.uuid() -> a new UUIDv7 in canonical lower-case text.  Ids made by
+ * one process sort in the order they were made.  Never fails. */
+static int l_uuid(lua_State *L) {
+  char id[EDDY_UUID_STRLEN + 1];
+  eddy_uuid_v7(id);
+  lua_pushlstring(L, id, EDDY_UUID_STRLEN);
+  return 1;
+}
+
+/* eddy.partition_for(key, partitions) -> the partition, from 0, that
+ * Kafka's default partitioner gives a message with this key.  Raises when
+ * key is not a string or partitions is not a positive integer: Kafka
+ * topics may have more partitions than eddy's 4096, so any int is taken. */
+static int l_partition_for(lua_State *L) {
+  size_t len;
+  luaL_checktype(L, 1, LUA_TSTRING);
+  const char *key = lua_tolstring(L, 1, &len);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 1 && n <= INT_MAX, 2,
+                "partition count must be positive");
+  lua_pushinteger(L, eddy_partition_for_key(key, len, (int)n));
+  return 1;
+}
+
+/* eddy.versions() -> a new table of the versions of eddy and of the
+ * libraries it runs on, as those libraries report them at run time. */
+static int l_versions(lua_State *L) {
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, EDDY_VERSION);
+  lua_setfield(L, -2, "eddy");
+  lua_pushstring(L, LUA_RELEASE);
+  lua_setfield(L, -2, "lua");
+  lua_pushstring(L, sqlite3_libversion());
+  lua_setfield(L, -2, "sqlite");
+  lua_pushstring(L, rd_kafka_version_str());
+  lua_setfield(L, -2, "librdkafka");
+  lua_pushstring(L, uv_version_string());
+  lua_setfield(L, -2, "libuv");
+  return 1;
+}
+
+static const luaL_Reg core_funcs[] = {
+  {"open", eddy_llog_open},
+  {"uuid", l_uuid},
+  {"partition_for", l_partition_for},
+  {"versions", l_versions},
+  {NULL, NULL}
+};
+
+int luaopen_eddy_core(lua_State *L) {
+  luaL_checkversion(L);
+  eddy_llog_setup(L);
+  luaL_newlib(L, core_funcs);
+  lua_pushstring(L, EDDY_VERSION);
+  lua_setfield(L, -2, "_VERSION");
+  return 1;
+}

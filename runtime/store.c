@@ -1,0 +1,423 @@
+/*
+ * store.c - opening, checking and creating the SQLite store; transactions and
+ * the prepared-statement cache every other concept uses.
+ */
+#include "store.h"
+#include "errors.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#define STMT_CACHE 64
+
+struct eddy_store {
+  sqlite3 *db;
+  char *dir;
+  char *path;
+  int busy_timeout_ms;
+  int in_tx;
+  int last_code;
+  unsigned rr;
+  int64_t last_trim;
+  int nstmt;
+  const char *stmt_sql[STMT_CACHE];
+  sqlite3_stmt *stmt[STMT_CACHE];
+  char errmsg[512];
+};
+
+/* The schema of version 1.  docs/store.md explains every table. */
+static const char *schema_v1 =
+  "CREATE TABLE meta("
+  "  name TEXT PRIMARY KEY,"
+  "  value TEXT NOT NULL) WITHOUT ROWID;"
+  "CREATE TABLE topics("
+  "  id INTEGER PRIMARY KEY,"
+  "  name TEXT NOT NULL UNIQUE,"
+  "  partitions INTEGER NOT NULL,"
+  "  retention_ms INTEGER NOT NULL DEFAULT -1,"
+  "  retention_bytes INTEGER NOT NULL DEFAULT -1,"
+  "  max_message_bytes INTEGER NOT NULL,"
+  "  created_at INTEGER NOT NULL);"
+  "CREATE TABLE partitions("
+  "  topic_id INTEGER NOT NULL,"
+  "  partition INTEGER NOT NULL,"
+  "  log_start INTEGER NOT NULL DEFAULT 0,"
+  "  next_offset INTEGER NOT NULL DEFAULT 0,"
+  "  bytes INTEGER NOT NULL DEFAULT 0,"
+  "  PRIMARY KEY(topic_id, partition)) WITHOUT ROWID;"
+  "CREATE TABLE messages("
+  "  topic_id INTEGER NOT NULL,"
+  "  partition INTEGER NOT NULL,"
+  "  offset INTEGER NOT NULL,"
+  "  id TEXT NOT NULL,"
+  "  key BLOB,"
+  "  value BLOB NOT NULL,"
+  "  headers BLOB,"
+  "  ts INTEGER NOT NULL,"
+  "  PRIMARY KEY(topic_id, partition, offset)) WITHOUT ROWID;"
+  "CREATE TABLE group_offsets("
+  "  group_name TEXT NOT NULL,"
+  "  topic_id INTEGER NOT NULL,"
+  "  partition INTEGER NOT NULL,"
+  "  offset INTEGER NOT NULL,"
+  "  updated_at INTEGER NOT NULL,"
+  "  PRIMARY KEY(group_name, topic_id, partition)) WITHOUT ROWID;";
+
+int64_t eddy_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+  nanosleep(&ts, NULL);
+}
+
+unsigned eddy_store_round_robin(eddy_store *s) { return s->rr++; }
+int64_t eddy_store_last_trim(const eddy_store *s) { return s->last_trim; }
+void eddy_store_set_last_trim(eddy_store *s, int64_t ms) { s->last_trim = ms; }
+
+const char *eddy_store_dir(const eddy_store *s) { return s->dir; }
+const char *eddy_store_path(const eddy_store *s) { return s->path; }
+const char *eddy_store_errmsg(const eddy_store *s) { return s->errmsg; }
+int eddy_store_in_tx(const eddy_store *s) { return s->in_tx; }
+
+int eddy_store_seterr(eddy_store *s, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+  va_end(ap);
+  s->last_code = code;
+  return code;
+}
+
+/* Maps a SQLite result code to an eddy error code. */
+static int map_sqlite(int rc) {
+  switch (rc & 0xff) {
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED: return EDDY_ETIMEDOUT;
+  case SQLITE_NOTADB:
+  case SQLITE_CORRUPT: return EDDY_ENOTSTORE;
+  case SQLITE_IOERR:
+  case SQLITE_FULL:
+  case SQLITE_CANTOPEN: return EDDY_EIO;
+  case SQLITE_READONLY:
+  case SQLITE_PERM:
+  case SQLITE_AUTH: return EDDY_EACCES;
+  case SQLITE_NOMEM: return EDDY_ENOMEM;
+  case SQLITE_TOOBIG: return EDDY_ETOOBIG;
+  default: return EDDY_ESTORE;
+  }
+}
+
+int eddy_store_sqlerr(eddy_store *s, int rc, const char *what) {
+  int code = map_sqlite(rc);
+  if (code == EDDY_ETIMEDOUT)
+    return eddy_store_seterr(s, code,
+      "store '%s' is busy: gave up %s after waiting %d ms for another "
+      "process to release its lock", s->dir, what, s->busy_timeout_ms);
+  if (code == EDDY_ENOTSTORE)
+    return eddy_store_seterr(s, code, "'%s' is not an eddy store (%s)",
+                             s->path, sqlite3_errstr(rc));
+  return eddy_store_seterr(s, code, "store '%s': %s failed: %s", s->dir, what,
+                           s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+}
+
+sqlite3_stmt *eddy_store_stmt(eddy_store *s, const char *sql) {
+  for (int i = 0; i < s->nstmt; i++) {
+    if (s->stmt_sql[i] == sql) {
+      sqlite3_reset(s->stmt[i]);
+      sqlite3_clear_bindings(s->stmt[i]);
+      return s->stmt[i];
+    }
+  }
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
+                              NULL);
+  if (rc != SQLITE_OK) {
+    eddy_store_sqlerr(s, rc, "preparing a statement");
+    return NULL;
+  }
+  if (s->nstmt == STMT_CACHE) {
+    /* The cache holds every statement eddy has: running out is a bug in
+     * eddy, not a user error.  Evict the oldest rather than fail. */
+    sqlite3_finalize(s->stmt[0]);
+    memmove(&s->stmt[0], &s->stmt[1], sizeof s->stmt[0] * (STMT_CACHE - 1));
+    memmove(&s->stmt_sql[0], &s->stmt_sql[1],
+            sizeof s->stmt_sql[0] * (STMT_CACHE - 1));
+    s->nstmt--;
+  }
+  s->stmt_sql[s->nstmt] = sql;
+  s->stmt[s->nstmt++] = st;
+  return st;
+}
+
+/* Runs sql; on failure the message says it failed while doing `what`. */
+static int exec_as(eddy_store *s, const char *sql, const char *what) {
+  sqlite3_stmt *st = eddy_store_stmt(s, sql);
+  if (!st) return s->last_code;
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return eddy_store_sqlerr(s, rc, what);
+  return 0;
+}
+
+int eddy_store_exec(eddy_store *s, const char *sql) {
+  return exec_as(s, sql, sql);
+}
+
+int eddy_store_begin(eddy_store *s) {
+  if (s->in_tx)
+    return eddy_store_seterr(s, EDDY_EINVAL, "a transaction is already open");
+  int rc = exec_as(s, "BEGIN IMMEDIATE", "writing");
+  if (rc == 0) s->in_tx = 1;
+  return rc;
+}
+
+int eddy_store_commit(eddy_store *s) {
+  if (!s->in_tx)
+    return eddy_store_seterr(s, EDDY_EINVAL, "no transaction is open");
+  int rc = exec_as(s, "COMMIT", "committing");
+  if (rc != 0) {
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  }
+  s->in_tx = 0;
+  return rc;
+}
+
+void eddy_store_rollback(eddy_store *s) {
+  if (!s->in_tx) return;
+  /* A failed statement may already have rolled the transaction back. */
+  if (!sqlite3_get_autocommit(s->db))
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  s->in_tx = 0;
+}
+
+/* mkdir -p.  Returns 0 or -1 with errno set. */
+static int mkdirs(const char *dir) {
+  char *p = strdup(dir);
+  if (!p) return -1;
+  for (char *c = p + 1; *c; c++) {
+    if (*c != '/') continue;
+    *c = '\0';
+    if (mkdir(p, 0777) != 0 && errno != EEXIST) { free(p); return -1; }
+    *c = '/';
+  }
+  int rc = mkdir(p, 0777);
+  int e = errno;
+  free(p);
+  if (rc != 0 && e != EEXIST) { errno = e; return -1; }
+  return 0;
+}
+
+static int fail_open(char *err, size_t errlen, int code, const char *fmt, ...)
+  __attribute__((format(printf, 4, 5)));
+static int fail_open(char *err, size_t errlen, int code, const char *fmt, ...) {
+  if (errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+/* Reads one integer pragma; returns the SQLite code. */
+static int pragma_int(sqlite3 *db, const char *sql, int64_t *v) {
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK) return rc;
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) { *v = sqlite3_column_int64(st, 0); rc = SQLITE_OK; }
+  else if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* Runs sql, retrying while SQLite answers busy without consulting the busy
+ * handler (it does so for journal-mode changes and WAL recovery), for at
+ * most the busy timeout. */
+static int exec_retry(eddy_store *s, const char *sql) {
+  int64_t deadline = mono_ms() + s->busy_timeout_ms;
+  for (;;) {
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) return rc;
+    if (mono_ms() >= deadline) return rc;
+    sleep_ms(5);
+  }
+}
+
+/* Checks the file's identity, and creates the schema in an empty file.
+ * Returns 0 or a code with the message in s->errmsg. */
+static int check_or_create(eddy_store *s) {
+  int64_t appid = 0, version = 0, tables = 0;
+  int rc = pragma_int(s->db, "PRAGMA application_id", &appid);
+  if (rc == SQLITE_OK) rc = pragma_int(s->db, "PRAGMA user_version", &version);
+  if (rc == SQLITE_OK)
+    rc = pragma_int(s->db, "SELECT count(*) FROM sqlite_schema", &tables);
+  if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "reading the store header");
+
+  if (appid == 0 && version == 0 && tables == 0) {
+    /* A new, empty file: make it ours.  Another process may be doing the
+     * same: the write lock decides, and the loser finds the schema there. */
+    rc = exec_retry(s, "PRAGMA journal_mode=WAL");
+    if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "switching to WAL");
+    rc = eddy_store_begin(s);
+    if (rc) return rc;
+    rc = pragma_int(s->db, "SELECT count(*) FROM sqlite_schema", &tables);
+    if (rc == SQLITE_OK && tables == 0) {
+      char pragmas[160];
+      snprintf(pragmas, sizeof pragmas,
+               "PRAGMA application_id=%d; PRAGMA user_version=%d;",
+               EDDY_APPLICATION_ID, EDDY_SCHEMA_VERSION);
+      rc = sqlite3_exec(s->db, schema_v1, NULL, NULL, NULL);
+      if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL);
+      if (rc == SQLITE_OK) {
+        char meta[200];
+        snprintf(meta, sizeof meta,
+                 "INSERT INTO meta(name, value) VALUES('created_at', '%lld')",
+                 (long long)eddy_now_ms());
+        rc = sqlite3_exec(s->db, meta, NULL, NULL, NULL);
+      }
+    }
+    if (rc != SQLITE_OK) {
+      int code = eddy_store_sqlerr(s, rc, "creating the store");
+      eddy_store_rollback(s);
+      return code;
+    }
+    rc = eddy_store_commit(s);
+    if (rc) return rc;
+    appid = EDDY_APPLICATION_ID;
+    version = EDDY_SCHEMA_VERSION;
+  }
+  if (appid != EDDY_APPLICATION_ID)
+    return eddy_store_seterr(s, EDDY_ENOTSTORE,
+      "'%s' is not an eddy store (it is a database of another program)",
+      s->path);
+  if (version > EDDY_SCHEMA_VERSION)
+    return eddy_store_seterr(s, EDDY_ENEWER,
+      "store '%s' was made by a newer eddy (schema version %lld; this eddy "
+      "reads up to %d): upgrade eddy", s->dir, (long long)version,
+      EDDY_SCHEMA_VERSION);
+  if (version < 1)
+    return eddy_store_seterr(s, EDDY_ENOTSTORE,
+      "'%s' is not an eddy store (schema version %lld)", s->path,
+      (long long)version);
+  rc = exec_retry(s, "PRAGMA journal_mode=WAL");
+  if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "switching to WAL");
+  return 0;
+}
+
+int eddy_store_open(const char *dir, const eddy_store_options *opts,
+                    eddy_store **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (errlen) err[0] = '\0';
+  if (!dir || !*dir)
+    return fail_open(err, errlen, EDDY_EINVAL, "data directory is empty");
+  int create = opts && opts->create;
+  struct stat st;
+  if (stat(dir, &st) != 0) {
+    if (errno != ENOENT)
+      return fail_open(err, errlen, EDDY_EIO,
+                       "cannot use data directory '%s': %s", dir,
+                       strerror(errno));
+    if (!create)
+      return fail_open(err, errlen, EDDY_ENOENT,
+                       "no eddy store in '%s' (the directory does not exist)",
+                       dir);
+    if (mkdirs(dir) != 0)
+      return fail_open(err, errlen, errno == EACCES ? EDDY_EACCES : EDDY_EIO,
+                       "cannot create data directory '%s': %s", dir,
+                       strerror(errno));
+  } else if (!S_ISDIR(st.st_mode)) {
+    return fail_open(err, errlen, EDDY_EINVAL,
+                     "data directory '%s' is not a directory", dir);
+  }
+  if (access(dir, W_OK | X_OK) != 0)
+    return fail_open(err, errlen, EDDY_EACCES,
+                     "data directory '%s' is not writable: %s", dir,
+                     strerror(errno));
+
+  size_t n = strlen(dir);
+  while (n > 1 && dir[n - 1] == '/') n--;
+  char *path = malloc(n + sizeof "/eddy.db");
+  if (!path) return fail_open(err, errlen, EDDY_ENOMEM, "out of memory");
+  memcpy(path, dir, n);
+  memcpy(path + n, "/eddy.db", sizeof "/eddy.db");
+  if (stat(path, &st) != 0) {
+    if (!create) {
+      int code = fail_open(err, errlen, EDDY_ENOENT,
+                           "no eddy store in '%s'", dir);
+      free(path);
+      return code;
+    }
+  } else if (!S_ISREG(st.st_mode)) {
+    int code = fail_open(err, errlen, EDDY_ENOTSTORE,
+                         "'%s' is not an eddy store (not a regular file)",
+                         path);
+    free(path);
+    return code;
+  } else if (access(path, R_OK | W_OK) != 0) {
+    int code = fail_open(err, errlen, EDDY_EACCES,
+                         "store '%s' is not writable: %s", path,
+                         strerror(errno));
+    free(path);
+    return code;
+  }
+
+  eddy_store *s = calloc(1, sizeof *s);
+  if (!s) { free(path); return fail_open(err, errlen, EDDY_ENOMEM, "out of memory"); }
+  s->path = path;
+  s->rr = (unsigned)getpid() ^ (unsigned)eddy_now_ms();
+  s->dir = strdup(dir);
+  s->busy_timeout_ms = opts && opts->busy_timeout_ms > 0
+                         ? opts->busy_timeout_ms : EDDY_DEFAULT_BUSY_TIMEOUT_MS;
+  int code = 0;
+  if (!s->dir) { code = EDDY_ENOMEM; snprintf(s->errmsg, sizeof s->errmsg, "out of memory"); goto err; }
+
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+              (create ? SQLITE_OPEN_CREATE : 0);
+  int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+  if (rc != SQLITE_OK) { code = eddy_store_sqlerr(s, rc, "opening the store"); goto err; }
+  sqlite3_extended_result_codes(s->db, 1);
+  sqlite3_busy_timeout(s->db, s->busy_timeout_ms);
+  code = check_or_create(s);
+  if (code) goto err;
+  /* FULL: a commit survives power loss, not only a killed process.  It costs
+   * one fsync per transaction, and eddy batches many messages per one. */
+  rc = sqlite3_exec(s->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;",
+                    NULL, NULL, NULL);
+  if (rc != SQLITE_OK) { code = eddy_store_sqlerr(s, rc, "setting pragmas"); goto err; }
+  *out = s;
+  return 0;
+
+err:
+  fail_open(err, errlen, code, "%s", s->errmsg);
+  eddy_store_close(s);
+  return code;
+}
+
+void eddy_store_close(eddy_store *s) {
+  if (!s) return;
+  eddy_store_rollback(s);
+  for (int i = 0; i < s->nstmt; i++) sqlite3_finalize(s->stmt[i]);
+  if (s->db) sqlite3_close_v2(s->db);
+  free(s->dir);
+  free(s->path);
+  free(s);
+}

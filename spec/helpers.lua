@@ -1,0 +1,310 @@
+--- Helpers for the eddy specs: run the eddy binary, temporary data
+-- directories, background processes and waiting on real events.
+--
+-- Every command runs through `sh -c` with each argument single-quoted, with
+-- `EDDY_DATA` removed from its environment unless `opts.env` sets it, so a
+-- spec never depends on the environment it was started from.
+local cjson = require "cjson"
+local path = require "pl.path"
+
+local ok_system, system = pcall(require, "system")
+
+local M = {}
+
+--- The eddy binary under test: `$EDDY_BIN`, else `build/eddy`, made absolute
+-- so that commands run from another directory (`opts.cwd`) find it.
+M.bin = path.abspath(os.getenv("EDDY_BIN") or "build/eddy")
+
+--- Quotes one argument for `sh`.
+-- @tparam string s any string without NUL bytes
+-- @treturn string the string in single quotes
+function M.quote(s)
+  s = tostring(s)
+  assert(not s:find("\0", 1, true), "a shell argument cannot hold a NUL byte")
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function command_line(argv)
+  local out = {}
+  for i, a in ipairs(argv) do out[i] = M.quote(a) end
+  return table.concat(out, " ")
+end
+
+--- Reads a whole file; nil when it does not exist.
+function M.read(file)
+  local f = io.open(file, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- Writes s to file (created or truncated).
+function M.write(file, s)
+  local f = assert(io.open(file, "wb"))
+  assert(f:write(s))
+  assert(f:close())
+end
+
+--- True when file (or directory) exists.
+function M.exists(file)
+  return path.exists(file) ~= false
+end
+
+local function tmpfile(contents)
+  local name = os.tmpname()
+  if contents then M.write(name, contents) end
+  return name
+end
+
+-- The prefix that sets the directory and environment of a command.
+local function prefix(opts)
+  local p = {}
+  if opts.cwd then p[#p + 1] = "cd " .. M.quote(opts.cwd) .. " &&" end
+  p[#p + 1] = "env -u EDDY_DATA"
+  local names = {}
+  for k in pairs(opts.env or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    assert(k:match("^[%a_][%w_]*$"), "bad environment variable name " .. k)
+    p[#p + 1] = k .. "=" .. M.quote(opts.env[k])
+  end
+  return table.concat(p, " ")
+end
+
+--- Runs a command (a list: program and its arguments) and waits for it.
+-- @tparam table argv the program and its arguments, each quoted for sh
+-- @tparam[opt] table opts `stdin` (a string fed to standard input),
+--   `stdin_file` (a path redirected to standard input), `env` (a table of
+--   variables to set), `cwd` (the directory to run in)
+-- @treturn table `{ code = exit status, out = stdout, err = stderr }`
+function M.exec(argv, opts)
+  opts = opts or {}
+  local inp = opts.stdin_file or "/dev/null"
+  local inp_tmp
+  if opts.stdin then inp_tmp = tmpfile(opts.stdin); inp = inp_tmp end
+  local out, err = tmpfile(), tmpfile()
+  local cmd = prefix(opts) .. " " .. command_line(argv) .. " <" ..
+              M.quote(inp) .. " >" .. M.quote(out) .. " 2>" .. M.quote(err)
+  local _, how, code = os.execute(cmd)
+  local r = { out = M.read(out), err = M.read(err) }
+  if how == "exit" then r.code = code else r.code, r.signal = 128 + code, code end
+  os.remove(out)
+  os.remove(err)
+  if inp_tmp then os.remove(inp_tmp) end
+  return r
+end
+
+--- Runs the eddy binary with args (a list), see `M.exec` for opts.
+-- @treturn table `{ code =, out =, err = }`
+function M.run(args, opts)
+  local argv = { M.bin }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  return M.exec(argv, opts)
+end
+
+--- Runs eddy several times at once: every command is started by one shell
+-- before any is waited for.  Returns one `{ code, out, err }` per command.
+-- @tparam table arglists a list of argument lists
+function M.run_parallel(arglists, opts)
+  opts = opts or {}
+  local dir = M.tmpdir()
+  local parts = {}
+  for i, args in ipairs(arglists) do
+    local argv = { M.bin }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    local f = dir .. "/" .. i
+    parts[#parts + 1] = "(" .. command_line(argv) .. " </dev/null >" ..
+      M.quote(f .. ".out") .. " 2>" .. M.quote(f .. ".err") .. "; echo $? >" ..
+      M.quote(f .. ".rc") .. ") &"
+  end
+  os.execute(prefix(opts) .. " sh -c " ..
+             M.quote(table.concat(parts, " ") .. " wait"))
+  local results = {}
+  for i = 1, #arglists do
+    local f = dir .. "/" .. i
+    results[i] = { code = tonumber(M.read(f .. ".rc")), out = M.read(f .. ".out"),
+                   err = M.read(f .. ".err") }
+  end
+  M.rmdir(dir)
+  return results
+end
+
+--- Makes a fresh temporary directory and returns its path.
+function M.tmpdir()
+  local p = io.popen("mktemp -d /tmp/eddy-spec.XXXXXXXX")
+  local dir = p:read("l")
+  p:close()
+  assert(dir and dir:match("^/tmp/eddy%-spec%."), "mktemp -d failed")
+  return dir
+end
+
+--- Removes a directory made by `M.tmpdir` and everything in it.  Refuses
+-- any other path, so a bug in a spec cannot remove something else.
+function M.rmdir(dir)
+  assert(type(dir) == "string" and dir:match("^/tmp/eddy%-spec%.[%w]+$"),
+         "M.rmdir removes only directories made by M.tmpdir, not " .. tostring(dir))
+  os.execute("rm -rf -- " .. M.quote(dir))
+end
+
+--- Splits s into its lines (without the newlines; a last newline ends the
+-- last line, it does not start an empty one).
+function M.lines(s)
+  local t = {}
+  if not s or s == "" then return t end
+  if s:sub(-1) ~= "\n" then s = s .. "\n" end
+  for line in s:gmatch("(.-)\n") do t[#t + 1] = line end
+  return t
+end
+
+--- Decodes every line of s as JSON.
+function M.json_lines(s)
+  local t = {}
+  for i, line in ipairs(M.lines(s)) do t[i] = cjson.decode(line) end
+  return t
+end
+
+--- Seconds since some fixed point, for timeouts.
+local function now()
+  if ok_system then return system.monotime() end
+  return os.time()
+end
+
+--- Sleeps a little (s seconds).
+function M.sleep(s)
+  if ok_system then system.sleep(s) else os.execute("sleep " .. s) end
+end
+
+--- Polls pred until it returns a true value, and returns that value.  For
+-- waiting on real events (a background process printing or exiting), never
+-- in place of a deterministic check.
+-- @tparam function pred called with no arguments
+-- @tparam number timeout_s give up after this many seconds
+-- @tparam string what what is being waited for, for the failure message
+function M.wait_until(pred, timeout_s, what)
+  local deadline = now() + timeout_s
+  while true do
+    local v = pred()
+    if v then return v end
+    if now() > deadline then
+      error(string.format("timed out after %gs waiting for %s", timeout_s, what), 2)
+    end
+    M.sleep(0.01)
+  end
+end
+
+--- Starts a command (a list: program and its arguments) in the background.
+-- Standard input is `opts.stdin` (a string), `opts.stdin_file` (a path, a
+-- FIFO for instance) or /dev/null.
+-- @treturn table a handle: `pid` (of the command itself, so `M.kill` reaches
+--   it), `out` and `err` (paths of its output files), `dir` (a temporary
+--   directory to remove with `M.rmdir`); see `M.exit_code`
+function M.spawn_cmd(argv, opts)
+  opts = opts or {}
+  local dir = M.tmpdir()
+  local h = { dir = dir, out = dir .. "/out", err = dir .. "/err",
+              rc = dir .. "/rc" }
+  local inp = opts.stdin_file or "/dev/null"
+  if opts.stdin then inp = dir .. "/in"; M.write(inp, opts.stdin) end
+  -- The subshell prints the command's pid, lets go of the pipe, then waits
+  -- for the command and records its exit status atomically (rename).
+  local inner = prefix(opts) .. " " .. command_line(argv) .. " <" .. M.quote(inp) ..
+    " >" .. M.quote(h.out) .. " 2>" .. M.quote(h.err)
+  local script = "(" .. inner .. " & echo $!; exec >/dev/null; wait $!; echo $? >" ..
+    M.quote(h.rc .. ".tmp") .. "; mv " .. M.quote(h.rc .. ".tmp") .. " " ..
+    M.quote(h.rc) .. ") &"
+  local p = io.popen(script)
+  local all = p:read("a")
+  p:close()
+  h.pid = tonumber(all:match("^(%d+)"))
+  assert(h.pid, "could not start " .. command_line(argv))
+  return h
+end
+
+--- Starts the eddy binary in the background, see `M.spawn_cmd`.
+function M.spawn(args, opts)
+  local argv = { M.bin }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  return M.spawn_cmd(argv, opts)
+end
+
+--- The exit status of a spawned command, or nil while it runs.
+function M.exit_code(h)
+  local s = M.read(h.rc)
+  return s and tonumber(s:match("%d+"))
+end
+
+--- Waits (at most timeout_s) for a spawned command to exit; returns its
+-- exit status.
+function M.wait_exit(h, timeout_s, what)
+  return M.wait_until(function() return M.exit_code(h) end, timeout_s,
+                      what or "a background process to exit")
+end
+
+--- Sends signal sig (a name such as "TERM", default "TERM") to pid.
+-- @treturn boolean true when the signal was delivered
+function M.kill(pid, sig)
+  assert(math.type(pid) == "integer" and pid > 1, "bad pid")
+  local ok = os.execute("kill -s " .. (sig or "TERM") .. " " .. pid .. " 2>/dev/null")
+  return ok == true
+end
+
+--- Stops a spawned command if it still runs and removes its files: for
+-- `finally()`.
+function M.cleanup(h)
+  if not h then return end
+  if not M.exit_code(h) then
+    M.kill(h.pid, "KILL")
+    pcall(M.wait_exit, h, 5)
+  end
+  M.rmdir(h.dir)
+end
+
+--- Decodes standard base64 (with padding).
+function M.base64_decode(s)
+  local tab = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+  local val = {}
+  for i = 1, 64 do val[tab:sub(i, i)] = i - 1 end
+  local out = {}
+  for quad in s:gmatch("....") do
+    local a, b, c, d = quad:byte(1, 4)
+    a, b = val[string.char(a)], val[string.char(b)]
+    c = c ~= 61 and val[string.char(c)] or nil
+    d = d ~= 61 and val[string.char(d)] or nil
+    local v = a << 18 | b << 12 | (c or 0) << 6 | (d or 0)
+    out[#out + 1] = string.char(v >> 16 & 255)
+    if c then out[#out + 1] = string.char(v >> 8 & 255) end
+    if d then out[#out + 1] = string.char(v & 255) end
+  end
+  return table.concat(out)
+end
+
+--- `topic list --json` of data directory dir, decoded, by topic name.
+-- Fails the test when the command fails.
+function M.topics(dir)
+  local r = M.run({ "--data", dir, "topic", "list", "--json" })
+  assert(r.code == 0 and r.err == "",
+         "topic list failed: " .. tostring(r.code) .. " " .. tostring(r.err))
+  local t = {}
+  for _, o in ipairs(M.json_lines(r.out)) do t[o.name] = o end
+  return t
+end
+
+--- Every message of topic in dir, `tail --from-beginning --json`, decoded.
+function M.messages(dir, topic, extra)
+  local args = { "--data", dir, "tail", topic, "--from-beginning", "--json" }
+  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+  local r = M.run(args)
+  assert(r.code == 0 and r.err == "",
+         "tail failed: " .. tostring(r.code) .. " " .. tostring(r.err))
+  return M.json_lines(r.out)
+end
+
+--- n lines "<prefix>1" ... "<prefix>n", each ending in a newline.
+function M.numbered_lines(prefix_, n)
+  local t = {}
+  for i = 1, n do t[i] = prefix_ .. i end
+  return table.concat(t, "\n") .. "\n"
+end
+
+return M

@@ -1,0 +1,46 @@
+#!/bin/sh
+# Runs every test: the C unit tests, then the busted specs under Lua 5.4.
+# Ends with one line "N passed, N failed" counting both.  Exit status 0 only
+# when nothing failed.
+BUILD=${BUILD:-build}
+LUA=${LUA:-lua5.4}
+BUSTED=${BUSTED:-/usr/bin/busted}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT" || exit 1
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+if [ -n "$EDDY_ASAN" ]; then
+  # The specs load the sanitized module into the stock interpreter.
+  LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
+  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+  UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  export LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS
+fi
+
+echo "== C unit tests"
+"$BUILD/test-runner" | tee "$log"
+c_line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+c_pass=${c_line%% passed*}
+c_fail=${c_line#*, }; c_fail=${c_fail%% failed*}
+if [ -z "$c_line" ]; then c_pass=0; c_fail=1; echo "C test runner did not finish"; fi
+
+echo "== busted specs"
+LUA_PATH_5_4="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$ROOT/spec/?.lua;;" \
+LUA_CPATH_5_4="$ROOT/$BUILD/lib/?.so;;" \
+EDDY_BIN="$ROOT/$BUILD/eddy" EDDY_BUILD="$ROOT/$BUILD" EDDY_ROOT="$ROOT" \
+  "$LUA" "$BUSTED" --output=TAP "$@" spec > "$log" 2>&1
+busted_rc=$?
+cat "$log"
+b_pass=$(grep -cE '^ok [0-9]+' "$log")
+b_fail=$(grep -cE '^not ok [0-9]+' "$log")
+if [ "$busted_rc" -ne 0 ] && [ "$b_fail" -eq 0 ]; then
+  echo "busted exited $busted_rc without a failing test: counted as a failure"
+  b_fail=1
+fi
+
+pass=$((c_pass + b_pass))
+fail=$((c_fail + b_fail))
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

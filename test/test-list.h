@@ -1,0 +1,31 @@
+/*
+ * test-list.h - every C test, in the order the runner runs them.
+ *
+ * One line per TEST(name) defined in a test/test-<concept>.c file.  A test
+ * listed here but not defined fails the link; a test defined but not listed
+ * never runs, so add the line in the same change as the test.
+ */
+#ifndef EDDY_TEST_LIST_H
+#define EDDY_TEST_LIST_H
+
+#define TEST_LIST(X)                                                        \
+  /* test-partitioner.c */                                                  \
+  X(partitioner_murmur2_kafka_vectors)                                      \
+  X(partitioner_murmur2_tail_lengths)                                       \
+  X(partitioner_murmur2_unaligned)                                          \
+  X(partitioner_murmur2_empty_key)                                          \
+  X(partitioner_partition_vectors)                                          \
+  X(partitioner_single_partition)                                           \
+  X(partitioner_partition_in_range)                                         \
+  /* test-uuid.c */                                                         \
+  X(uuid_v7_format)                                                         \
+  X(uuid_v7_strictly_increasing)                                            \
+  X(uuid_v7_threads_unique)                                                 \
+  X(uuid_v7_fork_child_differs)                                             \
+  X(uuid_v7_time_is_now)                                                    \
+  X(uuid_v7_time_rfc_vector)                                                \
+  X(uuid_v7_time_rejects_non_v7)                                            \
+  X(uuid_valid_accepts_either_case)                                         \
+  X(uuid_valid_rejects_malformed)
+
+#endif
