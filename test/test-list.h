@@ -26,6 +26,21 @@
   X(uuid_v7_time_rfc_vector)                                                \
   X(uuid_v7_time_rejects_non_v7)                                            \
   X(uuid_valid_accepts_either_case)                                         \
-  X(uuid_valid_rejects_malformed)
+  X(uuid_valid_rejects_malformed)                                           \
+  /* test-units.c */                                                        \
+  X(units_durations)                                                        \
+  X(units_durations_rejected)                                               \
+  X(units_sizes)                                                            \
+  X(units_sizes_rejected)                                                   \
+  X(units_ints)                                                             \
+  /* test-headers.c */                                                      \
+  X(headers_round_trip)                                                     \
+  X(headers_empty)                                                          \
+  X(headers_malformed)                                                      \
+  /* test-buf.c */                                                          \
+  X(buf_grows)                                                              \
+  X(buf_json_escapes)                                                       \
+  X(buf_utf8_validation)                                                    \
+  X(buf_base64)
 
 #endif
