@@ -97,8 +97,13 @@ int eddy_cli_fail(const eddy_cli_args *a, const char *fmt, ...) {
 int eddy_cli_int(const eddy_cli_args *a, const char *name, int64_t min,
                  int64_t max, int64_t *v) {
   const char *s = eddy_cli_value(a, name);
-  if (eddy_parse_int(s, min, max, v) != 0) {
+  if (eddy_parse_int(s, INT64_MIN + 1, INT64_MAX, v) != 0) {
     eddy_cli_usage_error(a, "--%s expects a whole number, got '%s'", name, s);
+    return -1;
+  }
+  if (*v < min || *v > max) {
+    eddy_cli_usage_error(a, "--%s must be between %lld and %lld, got %s", name,
+                         (long long)min, (long long)max, s);
     return -1;
   }
   return 0;
@@ -111,8 +116,9 @@ eddy_store *eddy_cli_open(const eddy_cli_args *a, int create) {
   eddy_store_options o = { create, 0 };
   int64_t t;
   if (eddy_cli_value(a, "lock-timeout")) {
-    if (eddy_cli_int(a, "lock-timeout", 1, 3600000, &t) != 0) return NULL;
-    o.busy_timeout_ms = (int)t;
+    /* Checked by eddy_cli_main already: a bad value is a usage error. */
+    if (eddy_parse_int(eddy_cli_value(a, "lock-timeout"), 1, 3600000, &t) == 0)
+      o.busy_timeout_ms = (int)t;
   }
   char err[512];
   eddy_store *s;
@@ -372,6 +378,10 @@ int eddy_cli_main(int argc, char **argv) {
     command_help(stdout, c);
     return 0;
   }
+  int64_t t;
+  if (eddy_cli_value(&a, "lock-timeout") &&
+      eddy_cli_int(&a, "lock-timeout", 1, 3600000, &t) != 0)
+    return EDDY_EXIT_USAGE;
   if (a.npos < c->min_pos)
     return eddy_cli_usage_error(&a, "missing argument (usage: eddy %s %s)",
                                 c->name, c->usage);

@@ -61,6 +61,29 @@ static void json_bytes(eddy_buf *b, const char *field, const void *p, size_t n) 
   }
 }
 
+/* Writes text as a JSON string; bytes that are not UTF-8 become U+FFFD, so
+ * the line stays valid JSON (used for header names only). */
+static void json_text(eddy_buf *b, const char *p, size_t n) {
+  if (eddy_utf8_valid(p, n)) { eddy_buf_json_str(b, p, n); return; }
+  eddy_buf tmp = EDDY_BUF_INIT;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (c < 0x80) eddy_buf_add(&tmp, &p[i], 1);
+    else eddy_buf_add(&tmp, "\xef\xbf\xbd", 3);
+  }
+  eddy_buf_json_str(b, tmp.data ? tmp.data : "", tmp.len);
+  eddy_buf_free(&tmp);
+}
+
+/* A header value: a JSON string, or its base64 when it is not UTF-8. */
+static void json_header_value(eddy_buf *b, const char *p, size_t n, int *binary) {
+  if (eddy_utf8_valid(p, n)) { eddy_buf_json_str(b, p, n); return; }
+  *binary = 1;
+  eddy_buf_puts(b, "\"");
+  eddy_buf_base64(b, p, n);
+  eddy_buf_puts(b, "\"");
+}
+
 void eddy_cli_message_json(eddy_buf *b, const eddy_message *m) {
   eddy_buf_puts(b, "{\"topic\":");
   eddy_buf_json_str(b, m->topic, strlen(m->topic));
@@ -74,6 +97,7 @@ void eddy_cli_message_json(eddy_buf *b, const eddy_message *m) {
    * of its values, so nothing is dropped. */
   eddy_buf_puts(b, ",\"headers\":{");
   size_t pos = 0, count = 0, start = 0;
+  int binary = 0;
   eddy_header h, e;
   for (; eddy_headers_next(m->headers, m->headers_len, &pos, &h) == 1; start = pos) {
     /* O(n^2) in the number of headers, which is small. */
@@ -88,18 +112,31 @@ void eddy_cli_message_json(eddy_buf *b, const eddy_message *m) {
       if (e.name_len == h.name_len && memcmp(e.name, h.name, h.name_len) == 0)
         repeats++;
     if (count++) eddy_buf_puts(b, ",");
-    eddy_buf_json_str(b, h.name, h.name_len);
+    json_text(b, h.name, h.name_len);
     eddy_buf_puts(b, repeats ? ":[" : ":");
-    eddy_buf_json_str(b, h.value, h.value_len);
+    json_header_value(b, h.value, h.value_len, &binary);
     q = pos;
     while (repeats && eddy_headers_next(m->headers, m->headers_len, &q, &e) == 1)
       if (e.name_len == h.name_len && memcmp(e.name, h.name, h.name_len) == 0) {
         eddy_buf_puts(b, ",");
-        eddy_buf_json_str(b, e.value, e.value_len);
+        json_header_value(b, e.value, e.value_len, &binary);
       }
     if (repeats) eddy_buf_puts(b, "]");
   }
-  eddy_buf_printf(b, "},\"timestamp\":%" PRId64 "}\n", m->timestamp);
+  eddy_buf_puts(b, "}");
+  if (binary) {
+    /* Name the headers whose values were written as base64. */
+    eddy_buf_puts(b, ",\"headers_base64\":[");
+    size_t k = 0;
+    pos = 0;
+    while (eddy_headers_next(m->headers, m->headers_len, &pos, &h) == 1)
+      if (!eddy_utf8_valid(h.value, h.value_len)) {
+        if (k++) eddy_buf_puts(b, ",");
+        json_text(b, h.name, h.name_len);
+      }
+    eddy_buf_puts(b, "]");
+  }
+  eddy_buf_printf(b, ",\"timestamp\":%" PRId64 "}\n", m->timestamp);
 }
 
 struct tail {
@@ -196,31 +233,53 @@ static int cmp_time(const void *x, const void *y) {
   return cmp_msgs(*(owned_msg *const *)x, *(owned_msg *const *)y);
 }
 
+struct collect_all {
+  owned_msg **all;
+  size_t n, cap;
+};
+
+static int collect_into(void *ud, const eddy_message *m) {
+  struct collect_all *c = ud;
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 64;
+    owned_msg **bigger = realloc(c->all, cap * sizeof *bigger);
+    if (!bigger) return EDDY_ENOMEM;
+    c->all = bigger;
+    c->cap = cap;
+  }
+  owned_msg *o = own(m);
+  if (!o) return EDDY_ENOMEM;
+  c->all[c->n++] = o;
+  return 0;
+}
+
 /* The last n messages of the topic by timestamp: the last n of each
  * partition hold them. */
 static int print_last(struct tail *t, int64_t n) {
+  struct collect_all c = { NULL, 0, 0 };
   int rc = 0;
   for (int p = t->first; p <= t->last && rc == 0; p++) {
     int64_t start, end;
     rc = eddy_log_offsets(t->s, t->topic, p, &start, &end);
     if (rc) break;
-    t->next[p] = end - n > start ? end - n : start;
-    rc = refill(t, p);
+    int64_t from = end - n > start ? end - n : start;
+    while (rc == 0 && from < end) {
+      size_t before = c.n;
+      int got = eddy_log_fetch(t->s, t->topic, p, from, CHUNK, collect_into, &c);
+      if (got < 0) { rc = got; break; }
+      if (c.n == before) break;
+      from = c.all[c.n - 1]->offset + 1;
+    }
+    t->next[p] = end;
   }
-  if (rc) return rc;
-  size_t total = 0;
-  for (int p = t->first; p <= t->last; p++) total += (size_t)t->nbuf[p];
-  owned_msg **all = malloc((total ? total : 1) * sizeof *all);
-  if (!all) return EDDY_ENOMEM;
-  size_t k = 0;
-  for (int p = t->first; p <= t->last; p++)
-    for (int i = 0; i < t->nbuf[p]; i++) all[k++] = t->buf[p][i];
-  qsort(all, total, sizeof *all, cmp_time);
-  for (size_t i = total > (size_t)n ? total - (size_t)n : 0; i < total; i++)
-    print_msg(t, all[i]);
-  free(all);
-  for (int p = t->first; p <= t->last; p++) t->head[p] = t->nbuf[p];
-  return 0;
+  if (rc == 0) {
+    qsort(c.all, c.n, sizeof *c.all, cmp_time);
+    for (size_t i = c.n > (size_t)n ? c.n - (size_t)n : 0; i < c.n; i++)
+      print_msg(t, c.all[i]);
+  }
+  for (size_t i = 0; i < c.n; i++) free(c.all[i]);
+  free(c.all);
+  return rc;
 }
 
 static int run_tail(const eddy_cli_args *a) {
@@ -312,6 +371,8 @@ const eddy_cli_cmd eddy_cmd_tail = {
   "merged by timestamp; each partition's messages stay in offset order.\n"
   "In JSON, a key or value that is not UTF-8 is base64 with\n"
   "\"key_encoding\"/\"value_encoding\": \"base64\" beside it; headers are an\n"
-  "object in their order, a repeated name holding an array of its values.\n",
+  "object in their order, a repeated name holding an array of its values;\n"
+  "header values that are not UTF-8 are base64, their names listed in\n"
+  "\"headers_base64\".\n",
   tail_opts, 1, 1, run_tail
 };

@@ -5,6 +5,7 @@
 #include "leddy.h"
 
 #include <limits.h>
+#include <stdint.h>
 
 #include <lauxlib.h>
 #include <librdkafka/rdkafka.h>
@@ -13,6 +14,7 @@
 
 #include "llog.h"
 #include "partitioner.h"
+#include "units.h"
 #include "uuid.h"
 
 /* eddy.uuid() -> a new UUIDv7 in canonical lower-case text.  Ids made by
@@ -56,7 +58,47 @@ static int l_versions(lua_State *L) {
   return 1;
 }
 
+/* eddy.core.hash(s) -> 16 lower-case hex digits of the 64-bit FNV-1a hash
+ * of s: the version of a handler script.  Not cryptographic. */
+static int l_hash(lua_State *L) {
+  size_t len;
+  const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 1, &len);
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < len; i++) {
+    h ^= p[i];
+    h *= 0x100000001b3ULL;
+  }
+  char hex[17];
+  for (int i = 15; i >= 0; i--) {
+    hex[i] = "0123456789abcdef"[h & 15];
+    h >>= 4;
+  }
+  lua_pushlstring(L, hex, 16);
+  return 1;
+}
+
+/* eddy.core.duration_ms(s) -> milliseconds, or nil when s is not a
+ * duration ("250ms", "30s", "15m", "12h", "7d"; a bare number is ms). */
+static int l_duration_ms(lua_State *L) {
+  int64_t v;
+  if (eddy_parse_duration_ms(luaL_checkstring(L, 1), &v) != 0) return 0;
+  lua_pushinteger(L, (lua_Integer)v);
+  return 1;
+}
+
+/* eddy.core.size_bytes(s) -> bytes, or nil when s is not a size ("512KiB",
+ * "1MB", "1048576"). */
+static int l_size_bytes(lua_State *L) {
+  int64_t v;
+  if (eddy_parse_size(luaL_checkstring(L, 1), &v) != 0) return 0;
+  lua_pushinteger(L, (lua_Integer)v);
+  return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
+  {"hash", l_hash},
+  {"duration_ms", l_duration_ms},
+  {"size_bytes", l_size_bytes},
   {"open", eddy_llog_open},
   {"uuid", l_uuid},
   {"partition_for", l_partition_for},

@@ -23,25 +23,38 @@ void eddy_topic_config_init(eddy_topic_config *c) {
   c->max_message_bytes = EDDY_DEFAULT_MAX_MESSAGE_BYTES;
 }
 
-int eddy_topic_name_check(eddy_store *s, const char *name) {
-  size_t n = name ? strlen(name) : 0;
-  if (n == 0)
-    return eddy_store_seterr(s, EDDY_EINVAL, "topic name is empty");
-  if (n > EDDY_MAX_TOPIC_NAME)
-    return eddy_store_seterr(s, EDDY_EINVAL,
-      "invalid topic name '%.40s...': longer than %d characters", name,
-      EDDY_MAX_TOPIC_NAME);
-  if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-    return eddy_store_seterr(s, EDDY_EINVAL,
-      "invalid topic name '%s': '.' and '..' are reserved", name);
-  for (size_t i = 0; i < n; i++) {
+int eddy_topic_name_valid(const char *name, char *why, size_t n) {
+  size_t len = name ? strlen(name) : 0;
+  if (len == 0) {
+    snprintf(why, n, "topic name is empty");
+    return -1;
+  }
+  if (len > EDDY_MAX_TOPIC_NAME) {
+    snprintf(why, n, "invalid topic name '%.40s...': longer than %d characters",
+             name, EDDY_MAX_TOPIC_NAME);
+    return -1;
+  }
+  if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+    snprintf(why, n, "invalid topic name '%s': '.' and '..' are reserved", name);
+    return -1;
+  }
+  for (size_t i = 0; i < len; i++) {
     char c = name[i];
     if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-      return eddy_store_seterr(s, EDDY_EINVAL,
-        "invalid topic name '%s': use only letters, digits, '.', '_' and '-'",
-        name);
+          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')) {
+      snprintf(why, n,
+               "invalid topic name '%.*s': use only letters, digits, '.', '_' and '-'",
+               (int)(len > 200 ? 200 : len), name);
+      return -1;
+    }
   }
+  return 0;
+}
+
+int eddy_topic_name_check(eddy_store *s, const char *name) {
+  char why[300];
+  if (eddy_topic_name_valid(name, why, sizeof why) != 0)
+    return eddy_store_seterr(s, EDDY_EINVAL, "%s", why);
   return 0;
 }
 

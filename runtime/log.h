@@ -48,6 +48,9 @@ typedef struct eddy_partition_info {
   int64_t bytes;        /* bytes of keys, values and headers stored */
 } eddy_partition_info;
 
+/* Checks a topic name without a store: 0, or -1 with the reason in why. */
+int eddy_topic_name_valid(const char *name, char *why, size_t n);
+
 /* Checks a topic name: 1 to 249 characters of [A-Za-z0-9._-].  Returns 0,
  * or EDDY_EINVAL with the reason in the store. */
 int eddy_topic_name_check(eddy_store *s, const char *name);

@@ -69,7 +69,60 @@ static const char *schema_v1 =
   "  partition INTEGER NOT NULL,"
   "  offset INTEGER NOT NULL,"
   "  updated_at INTEGER NOT NULL,"
-  "  PRIMARY KEY(group_name, topic_id, partition)) WITHOUT ROWID;";
+  "  PRIMARY KEY(group_name, topic_id, partition)) WITHOUT ROWID;"
+  "CREATE TABLE done_offsets("
+  "  group_name TEXT NOT NULL,"
+  "  topic_id INTEGER NOT NULL,"
+  "  partition INTEGER NOT NULL,"
+  "  offset INTEGER NOT NULL,"
+  "  PRIMARY KEY(group_name, topic_id, partition, offset)) WITHOUT ROWID;"
+  "CREATE TABLE consumers("
+  "  id INTEGER PRIMARY KEY,"
+  "  name TEXT NOT NULL UNIQUE,"
+  "  created_at INTEGER NOT NULL);"
+  "CREATE TABLE dedupe("
+  "  consumer_id INTEGER NOT NULL,"
+  "  dkey TEXT NOT NULL,"
+  "  created_at INTEGER NOT NULL,"
+  "  PRIMARY KEY(consumer_id, dkey)) WITHOUT ROWID;"
+  "CREATE TABLE state("
+  "  consumer_id INTEGER NOT NULL,"
+  "  key TEXT NOT NULL,"
+  "  value TEXT NOT NULL,"
+  "  updated_at INTEGER NOT NULL,"
+  "  PRIMARY KEY(consumer_id, key)) WITHOUT ROWID;"
+  "CREATE TABLE outbox("
+  "  seq INTEGER PRIMARY KEY,"
+  "  topic TEXT NOT NULL,"
+  "  id TEXT NOT NULL,"
+  "  key BLOB,"
+  "  value BLOB NOT NULL,"
+  "  headers BLOB,"
+  "  created_at INTEGER NOT NULL);"
+  "CREATE TABLE dlq("
+  "  seq INTEGER PRIMARY KEY,"
+  "  consumer TEXT NOT NULL,"
+  "  id TEXT NOT NULL,"
+  "  topic TEXT NOT NULL,"
+  "  partition INTEGER NOT NULL,"
+  "  offset INTEGER NOT NULL,"
+  "  key BLOB,"
+  "  value BLOB NOT NULL,"
+  "  headers BLOB,"
+  "  timestamp INTEGER NOT NULL,"
+  "  reason TEXT NOT NULL,"
+  "  error TEXT NOT NULL,"
+  "  traceback TEXT,"
+  "  attempts INTEGER NOT NULL,"
+  "  first_failure INTEGER NOT NULL,"
+  "  last_failure INTEGER NOT NULL,"
+  "  version TEXT,"
+  "  dlq_topic TEXT,"
+  "  quarantined_at INTEGER NOT NULL,"
+  "  replayed_at INTEGER,"
+  "  replays INTEGER NOT NULL DEFAULT 0);"
+  "CREATE INDEX dlq_by_consumer ON dlq(consumer, seq);"
+  "CREATE INDEX dlq_by_id ON dlq(id);";
 
 int64_t eddy_now_ms(void) {
   struct timespec ts;
@@ -237,18 +290,6 @@ static int fail_open(char *err, size_t errlen, int code, const char *fmt, ...) {
   return code;
 }
 
-/* Reads one integer pragma; returns the SQLite code. */
-static int pragma_int(sqlite3 *db, const char *sql, int64_t *v) {
-  sqlite3_stmt *st;
-  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-  if (rc != SQLITE_OK) return rc;
-  rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) { *v = sqlite3_column_int64(st, 0); rc = SQLITE_OK; }
-  else if (rc == SQLITE_DONE) rc = SQLITE_OK;
-  sqlite3_finalize(st);
-  return rc;
-}
-
 /* Runs sql, retrying while SQLite answers busy without consulting the busy
  * handler (it does so for journal-mode changes and WAL recovery), for at
  * most the busy timeout. */
@@ -264,12 +305,33 @@ static int exec_retry(eddy_store *s, const char *sql) {
 
 /* Checks the file's identity, and creates the schema in an empty file.
  * Returns 0 or a code with the message in s->errmsg. */
+/* Reads the file's application id, schema version and table count in one
+ * statement, so from one snapshot: read separately, another process's
+ * schema commit could fall between them. */
+static int read_identity(sqlite3 *db, int64_t *appid, int64_t *version,
+                         int64_t *tables) {
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(db,
+    "SELECT (SELECT application_id FROM pragma_application_id()),"
+    " (SELECT user_version FROM pragma_user_version()),"
+    " (SELECT count(*) FROM sqlite_schema)", -1, &st, NULL);
+  if (rc != SQLITE_OK) return rc;
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    *appid = sqlite3_column_int64(st, 0);
+    *version = sqlite3_column_int64(st, 1);
+    *tables = sqlite3_column_int64(st, 2);
+    rc = SQLITE_OK;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* Checks the file's identity, and creates the schema in an empty file.
+ * Returns 0 or a code with the message in s->errmsg. */
 static int check_or_create(eddy_store *s) {
   int64_t appid = 0, version = 0, tables = 0;
-  int rc = pragma_int(s->db, "PRAGMA application_id", &appid);
-  if (rc == SQLITE_OK) rc = pragma_int(s->db, "PRAGMA user_version", &version);
-  if (rc == SQLITE_OK)
-    rc = pragma_int(s->db, "SELECT count(*) FROM sqlite_schema", &tables);
+  int rc = read_identity(s->db, &appid, &version, &tables);
   if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "reading the store header");
 
   if (appid == 0 && version == 0 && tables == 0) {
@@ -279,8 +341,8 @@ static int check_or_create(eddy_store *s) {
     if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "switching to WAL");
     rc = eddy_store_begin(s);
     if (rc) return rc;
-    rc = pragma_int(s->db, "SELECT count(*) FROM sqlite_schema", &tables);
-    if (rc == SQLITE_OK && tables == 0) {
+    rc = read_identity(s->db, &appid, &version, &tables);
+    if (rc == SQLITE_OK && appid == 0 && version == 0 && tables == 0) {
       char pragmas[160];
       snprintf(pragmas, sizeof pragmas,
                "PRAGMA application_id=%d; PRAGMA user_version=%d;",
@@ -302,8 +364,8 @@ static int check_or_create(eddy_store *s) {
     }
     rc = eddy_store_commit(s);
     if (rc) return rc;
-    appid = EDDY_APPLICATION_ID;
-    version = EDDY_SCHEMA_VERSION;
+    rc = read_identity(s->db, &appid, &version, &tables);
+    if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "reading the store header");
   }
   if (appid != EDDY_APPLICATION_ID)
     return eddy_store_seterr(s, EDDY_ENOTSTORE,

@@ -57,11 +57,20 @@ local function tmpfile(contents)
   return name
 end
 
--- The prefix that sets the directory and environment of a command.
-local function prefix(opts)
+-- "cd DIR && " for opts.cwd, else "".
+local function cd(opts)
+  return opts.cwd and "cd " .. M.quote(opts.cwd) .. " && " or ""
+end
+
+-- The env(1) prefix that sets the environment of a command.  env execs the
+-- command, so a background command's pid is the command's own.
+local function envp(opts)
   local p = {}
-  if opts.cwd then p[#p + 1] = "cd " .. M.quote(opts.cwd) .. " &&" end
   p[#p + 1] = "env -u EDDY_DATA"
+  for _, k in ipairs(opts.unset or {}) do
+    assert(k:match("^[%a_][%w_]*$"), "bad environment variable name " .. k)
+    p[#p + 1] = "-u " .. k
+  end
   local names = {}
   for k in pairs(opts.env or {}) do names[#names + 1] = k end
   table.sort(names)
@@ -76,7 +85,8 @@ end
 -- @tparam table argv the program and its arguments, each quoted for sh
 -- @tparam[opt] table opts `stdin` (a string fed to standard input),
 --   `stdin_file` (a path redirected to standard input), `env` (a table of
---   variables to set), `cwd` (the directory to run in)
+--   variables to set), `unset` (a list of variables to remove), `cwd` (the
+--   directory to run in)
 -- @treturn table `{ code = exit status, out = stdout, err = stderr }`
 function M.exec(argv, opts)
   opts = opts or {}
@@ -84,7 +94,7 @@ function M.exec(argv, opts)
   local inp_tmp
   if opts.stdin then inp_tmp = tmpfile(opts.stdin); inp = inp_tmp end
   local out, err = tmpfile(), tmpfile()
-  local cmd = prefix(opts) .. " " .. command_line(argv) .. " <" ..
+  local cmd = cd(opts) .. envp(opts) .. " " .. command_line(argv) .. " <" ..
               M.quote(inp) .. " >" .. M.quote(out) .. " 2>" .. M.quote(err)
   local _, how, code = os.execute(cmd)
   local r = { out = M.read(out), err = M.read(err) }
@@ -118,7 +128,7 @@ function M.run_parallel(arglists, opts)
       M.quote(f .. ".out") .. " 2>" .. M.quote(f .. ".err") .. "; echo $? >" ..
       M.quote(f .. ".rc") .. ") &"
   end
-  os.execute(prefix(opts) .. " sh -c " ..
+  os.execute(cd(opts) .. envp(opts) .. " sh -c " ..
              M.quote(table.concat(parts, " ") .. " wait"))
   local results = {}
   for i = 1, #arglists do
@@ -128,6 +138,31 @@ function M.run_parallel(arglists, opts)
   end
   M.rmdir(dir)
   return results
+end
+
+local pending = {}
+
+--- Registers fn to run when the current test ends, pass or fail; cleanups
+-- run last registered first.  busted's `finally` keeps only the last
+-- function given in a test, so specs call this (with their `finally`)
+-- instead, as often as they need.  An error in a cleanup is raised after
+-- every cleanup ran.
+-- @tparam function fin busted's `finally`
+-- @tparam function fn the cleanup
+function M.defer(fin, fn)
+  if #pending == 0 then
+    fin(function()
+      local list = pending
+      pending = {}
+      local first_err
+      for i = #list, 1, -1 do
+        local ok, err = pcall(list[i])
+        if not ok and not first_err then first_err = err end
+      end
+      if first_err then error(first_err, 0) end
+    end)
+  end
+  pending[#pending + 1] = fn
 end
 
 --- Makes a fresh temporary directory and returns its path.
@@ -208,15 +243,19 @@ function M.spawn_cmd(argv, opts)
   if opts.stdin then inp = dir .. "/in"; M.write(inp, opts.stdin) end
   -- The subshell prints the command's pid, lets go of the pipe, then waits
   -- for the command and records its exit status atomically (rename).
-  local inner = prefix(opts) .. " " .. command_line(argv) .. " <" .. M.quote(inp) ..
-    " >" .. M.quote(h.out) .. " 2>" .. M.quote(h.err)
-  local script = "(" .. inner .. " & echo $!; exec >/dev/null; wait $!; echo $? >" ..
+  -- Output is redirected before input: opening a FIFO for reading blocks
+  -- until someone opens it for writing, and the command must not hold the
+  -- pipe to this process meanwhile.
+  local inner = envp(opts) .. " " .. command_line(argv) .. " >" .. M.quote(h.out) ..
+    " 2>" .. M.quote(h.err) .. " <" .. M.quote(inp)
+  local script = cd(opts) .. "(" .. inner .. " & echo $!; exec >/dev/null; wait $!; echo $? >" ..
     M.quote(h.rc .. ".tmp") .. "; mv " .. M.quote(h.rc .. ".tmp") .. " " ..
     M.quote(h.rc) .. ") &"
+  -- Read the pid line only, never up to the end of the pipe.
   local p = io.popen(script)
-  local all = p:read("a")
+  local line = p:read("l")
   p:close()
-  h.pid = tonumber(all:match("^(%d+)"))
+  h.pid = tonumber(line and line:match("^(%d+)"))
   assert(h.pid, "could not start " .. command_line(argv))
   return h
 end
