@@ -682,13 +682,21 @@ static int l_produce_batch(lua_State *L) {
   int rc;
   if (badi) {
     char where[48] = "";
-    if (n > 1) snprintf(where, sizeof where, " (message %zu)", badi);
+    snprintf(where, sizeof where, " (message %zu)", badi);
     rc = no_partition(s, topic, badp, where);
   } else {
     rc = eddy_log_produce(s, topic, recs, n, out);
   }
   if (rc < 0) {
     scratch_give(L, box);
+    /* The C layer names the message only in batches of several; a batch
+     * call names it always. */
+    if (n == 1 && (rc == EDDY_ETOOBIG || rc == EDDY_EINVAL) &&
+        !strstr(eddy_store_errmsg(s), "(message ")) {
+      lua_pushnil(L);
+      lua_pushfstring(L, "%s (message 1)", eddy_store_errmsg(s));
+      return 2;
+    }
     return fail(L, s);
   }
   lua_createtable(L, n <= INT_MAX ? (int)n : 0, 0);

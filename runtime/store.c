@@ -27,6 +27,7 @@ struct eddy_store {
   int last_code;
   unsigned rr;
   int64_t last_trim;
+  int64_t existing_size;  /* of eddy.db when opened; -1: it did not exist */
   int nstmt;
   const char *stmt_sql[STMT_CACHE];
   sqlite3_stmt *stmt[STMT_CACHE];
@@ -303,6 +304,17 @@ static int exec_retry(eddy_store *s, const char *sql) {
   }
 }
 
+/* 1 when the file at path starts with SQLite's magic string. */
+static int has_sqlite_header(const char *path) {
+  static const char magic[16] = "SQLite format 3";
+  char head[16];
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  size_t n = fread(head, 1, sizeof head, f);
+  fclose(f);
+  return n == sizeof head && memcmp(head, magic, sizeof magic) == 0;
+}
+
 /* Checks the file's identity, and creates the schema in an empty file.
  * Returns 0 or a code with the message in s->errmsg. */
 /* Reads the file's application id, schema version and table count in one
@@ -334,11 +346,19 @@ static int check_or_create(eddy_store *s) {
   int rc = read_identity(s->db, &appid, &version, &tables);
   if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "reading the store header");
 
+  if (appid == 0 && version == 0 && tables == 0 && s->existing_size > 0 &&
+      !has_sqlite_header(s->path))
+    /* SQLite reads a file shorter than its header as an empty database:
+     * but it is someone's file, not a new one. */
+    return eddy_store_seterr(s, EDDY_ENOTSTORE,
+                             "'%s' is not an eddy store (file is not a database)",
+                             s->path);
   if (appid == 0 && version == 0 && tables == 0) {
     /* A new, empty file: make it ours.  Another process may be doing the
-     * same: the write lock decides, and the loser finds the schema there. */
-    rc = exec_retry(s, "PRAGMA journal_mode=WAL");
-    if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "switching to WAL");
+     * same: the write lock decides, and the loser finds the schema there.
+     * The schema is written before the switch to WAL, so that it lands in
+     * the main file: SQLite deletes a WAL it finds beside an empty main
+     * file, and with it a first transaction written there. */
     rc = eddy_store_begin(s);
     if (rc) return rc;
     rc = read_identity(s->db, &appid, &version, &tables);
@@ -442,8 +462,10 @@ int eddy_store_open(const char *dir, const eddy_store_options *opts,
     return code;
   }
 
+  int64_t existing = stat(path, &st) == 0 ? (int64_t)st.st_size : -1;
   eddy_store *s = calloc(1, sizeof *s);
   if (!s) { free(path); return fail_open(err, errlen, EDDY_ENOMEM, "out of memory"); }
+  s->existing_size = existing;
   s->path = path;
   s->rr = (unsigned)getpid() ^ (unsigned)eddy_now_ms();
   s->dir = strdup(dir);
