@@ -32,15 +32,20 @@ LIBS     = -llua5.4 -luv -lrdkafka -lsqlite3 -lpthread -lm -ldl
 MOD_LIBS = -luv -lrdkafka -lsqlite3 -lpthread
 
 # The core: no Lua in these.
-CORE   = errors store log headers partitioner uuid buf units
+CORE   = errors store log headers partitioner uuid buf units state outbox \
+         quarantine retry
 # Lua bindings.
 LBIND  = leddy llog
-CLI    = cli cli_topic cli_produce cli_tail
+# The consumer runtime (needs Lua and libuv; only in the binary).
+RUNTIME = runner worker sandbox lctx lmsg
+CLI    = cli cli_topic cli_produce cli_tail cli_run cli_dlq cli_state
+LUA_LIB = $(sort $(wildcard lua/eddy/*.lua))
 
 OBJ         = $(BUILD)/obj
 CORE_OBJS   = $(CORE:%=$(OBJ)/%.o)
 LBIND_OBJS  = $(LBIND:%=$(OBJ)/%.o)
 CLI_OBJS    = $(CLI:%=$(OBJ)/%.o)
+RUNTIME_OBJS = $(RUNTIME:%=$(OBJ)/%.o) $(OBJ)/embedded.o
 HEADERS     = $(wildcard runtime/*.h)
 TEST_SRCS   = $(wildcard test/*.c)
 
@@ -57,7 +62,15 @@ $(OBJ)/%.o: runtime/%.c $(HEADERS) | $(OBJ)
 $(OBJ):
 	mkdir -p $@ $(BUILD)/lib/eddy
 
-$(BUILD)/eddy: $(OBJ)/main.o $(CLI_OBJS) $(LBIND_OBJS) $(CORE_OBJS)
+# The Lua library is compiled into the binary (tools/embed.lua).
+$(BUILD)/gen/embedded.c: tools/embed.lua $(LUA_LIB)
+	@mkdir -p $(BUILD)/gen
+	$(LUA) tools/embed.lua $@ $(LUA_LIB)
+
+$(OBJ)/embedded.o: $(BUILD)/gen/embedded.c runtime/embedded.h | $(OBJ)
+	$(CC) $(WARN) $(CFLAGS) -fPIC $(CPPFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/eddy: $(OBJ)/main.o $(CLI_OBJS) $(RUNTIME_OBJS) $(LBIND_OBJS) $(CORE_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Wl,-E $^ -o $@ $(LIBS)
 
 $(BUILD)/lib/eddy/core.so: $(LBIND_OBJS) $(CORE_OBJS)

@@ -44,7 +44,9 @@ static const eddy_cli_cmd cmd_help_def = {
 
 static const eddy_cli_cmd *commands[] = {
   &eddy_cmd_topic_create, &eddy_cmd_topic_list, &eddy_cmd_topic_alter,
-  &eddy_cmd_topic_trim, &eddy_cmd_produce, &eddy_cmd_tail, &cmd_version_def,
+  &eddy_cmd_topic_trim, &eddy_cmd_produce, &eddy_cmd_tail, &eddy_cmd_run,
+  &eddy_cmd_dlq_list, &eddy_cmd_dlq_show, &eddy_cmd_dlq_replay,
+  &eddy_cmd_dlq_purge, &eddy_cmd_state_get, &eddy_cmd_state_list, &cmd_version_def,
   &cmd_help_def, NULL
 };
 
@@ -363,6 +365,10 @@ int eddy_cli_main(int argc, char **argv) {
     }
     if (strcmp(argv[at], "topic") == 0)
       return eddy_cli_usage_error(NULL, "'topic' needs a subcommand: create, list, alter or trim");
+    if (strcmp(argv[at], "dlq") == 0)
+      return eddy_cli_usage_error(NULL, "'dlq' needs a subcommand: list, show, replay or purge");
+    if (strcmp(argv[at], "state") == 0)
+      return eddy_cli_usage_error(NULL, "'state' needs a subcommand: get or list");
     if (best)
       return eddy_cli_usage_error(NULL, "unknown command '%s' (did you mean '%s'?)",
                                   argv[at], best);

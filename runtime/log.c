@@ -701,3 +701,64 @@ int eddy_log_trim(eddy_store *s, const char *topic, int64_t now_ms,
   if (removed) *removed += c.removed;
   return rc < 0 ? rc : c.rc;
 }
+
+int eddy_done_offsets_add(eddy_store *s, const char *group, int64_t topic_id,
+                          int partition, int64_t offset) {
+  sqlite3_stmt *st = eddy_store_stmt(s,
+    "INSERT OR IGNORE INTO done_offsets(group_name, topic_id, partition, offset)"
+    " VALUES(?1, ?2, ?3, ?4)");
+  if (!st) return EDDY_ESTORE;
+  sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, topic_id);
+  sqlite3_bind_int(st, 3, partition);
+  sqlite3_bind_int64(st, 4, offset);
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return eddy_store_sqlerr(s, rc, "recording a done offset");
+  return 0;
+}
+
+int eddy_done_offsets_clear(eddy_store *s, const char *group, int64_t topic_id,
+                            int partition, int64_t below) {
+  sqlite3_stmt *st = eddy_store_stmt(s,
+    "DELETE FROM done_offsets WHERE group_name = ?1 AND topic_id = ?2"
+    " AND partition = ?3 AND offset < ?4");
+  if (!st) return EDDY_ESTORE;
+  sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, topic_id);
+  sqlite3_bind_int(st, 3, partition);
+  sqlite3_bind_int64(st, 4, below);
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return eddy_store_sqlerr(s, rc, "clearing done offsets");
+  return 0;
+}
+
+int eddy_done_offsets_load(eddy_store *s, const char *group, int64_t topic_id,
+                           int partition, int64_t from, int64_t **out,
+                           size_t *n) {
+  *out = NULL;
+  *n = 0;
+  sqlite3_stmt *st = eddy_store_stmt(s,
+    "SELECT offset FROM done_offsets WHERE group_name = ?1 AND topic_id = ?2"
+    " AND partition = ?3 AND offset >= ?4 ORDER BY offset");
+  if (!st) return EDDY_ESTORE;
+  sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, topic_id);
+  sqlite3_bind_int(st, 3, partition);
+  sqlite3_bind_int64(st, 4, from);
+  size_t cap = 0;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (*n == cap) {
+      cap = cap ? cap * 2 : 64;
+      int64_t *b = realloc(*out, cap * sizeof *b);
+      if (!b) { sqlite3_reset(st); return eddy_store_seterr(s, EDDY_ENOMEM, "out of memory"); }
+      *out = b;
+    }
+    (*out)[(*n)++] = sqlite3_column_int64(st, 0);
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return eddy_store_sqlerr(s, rc, "reading done offsets");
+  return 0;
+}

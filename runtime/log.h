@@ -158,6 +158,19 @@ int eddy_group_commit(eddy_store *s, const char *group, const char *topic,
 int eddy_group_committed(eddy_store *s, const char *group, const char *topic,
                          int partition, int64_t *offset);
 
+/* Done offsets: offsets a group finished above its committed offset
+ * (messages of one partition finish out of order when their keys run on
+ * different workers, or wait for a retry).  A restart skips them. */
+int eddy_done_offsets_add(eddy_store *s, const char *group, int64_t topic_id,
+                          int partition, int64_t offset);
+/* Removes those below `below` (covered by the committed offset now). */
+int eddy_done_offsets_clear(eddy_store *s, const char *group, int64_t topic_id,
+                            int partition, int64_t below);
+/* Loads those from `from` on, sorted, into a malloc'd array. */
+int eddy_done_offsets_load(eddy_store *s, const char *group, int64_t topic_id,
+                           int partition, int64_t from, int64_t **out,
+                           size_t *n);
+
 /* Applies retention (age and size) to topic, or to every topic when topic is
  * NULL, as of time now_ms.  Adds the number of messages removed to
  * *removed (may be NULL).  Returns 0 or a negative code. */

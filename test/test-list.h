@@ -41,6 +41,9 @@
   X(buf_grows)                                                              \
   X(buf_json_escapes)                                                       \
   X(buf_utf8_validation)                                                    \
-  X(buf_base64)
+  X(buf_base64)                                                             \
+  /* test-retry.c */                                                        \
+  X(retry_delay_bounds)                                                     \
+  X(retry_delay_huge_attempts)
 
 #endif

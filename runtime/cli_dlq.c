@@ -1,0 +1,307 @@
+/*
+ * cli_dlq.c - eddy dlq list | show | replay | purge: the dead-letter store.
+ */
+#include "cli.h"
+#include "buf.h"
+#include "errors.h"
+#include "headers.h"
+#include "log.h"
+#include "quarantine.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void json_field_bytes(eddy_buf *b, const char *name, const void *p,
+                             size_t n, int present) {
+  eddy_buf_printf(b, ",\"%s\":", name);
+  if (!present) { eddy_buf_puts(b, "null"); return; }
+  if (eddy_utf8_valid(p, n)) { eddy_buf_json_str(b, p, n); return; }
+  eddy_buf_puts(b, "\"");
+  eddy_buf_base64(b, p, n);
+  eddy_buf_printf(b, "\",\"%s_encoding\":\"base64\"", name);
+}
+
+static void json_str_field(eddy_buf *b, const char *name, const char *s) {
+  eddy_buf_printf(b, ",\"%s\":", name);
+  if (!s) { eddy_buf_puts(b, "null"); return; }
+  size_t n = strlen(s);
+  if (eddy_utf8_valid(s, n)) eddy_buf_json_str(b, s, n);
+  else json_field_bytes(b, name, s, n, 1);
+}
+
+static void entry_json(eddy_buf *b, const eddy_dlq_entry *e) {
+  char t[32];
+  eddy_buf_printf(b, "{\"seq\":%" PRId64, e->seq);
+  json_str_field(b, "consumer", e->consumer);
+  json_str_field(b, "id", e->id);
+  json_str_field(b, "topic", e->topic);
+  eddy_buf_printf(b, ",\"partition\":%d,\"offset\":%" PRId64, e->partition, e->offset);
+  json_field_bytes(b, "key", e->key, e->key_len, e->has_key);
+  json_field_bytes(b, "value", e->value, e->value_len, 1);
+  eddy_buf_puts(b, ",\"headers\":[");
+  size_t pos = 0;
+  int k = 0;
+  eddy_header h;
+  while (eddy_headers_next(e->headers, e->headers_len, &pos, &h) == 1) {
+    eddy_buf_puts(b, k++ ? ",[" : "[");
+    eddy_buf_json_str(b, h.name, eddy_utf8_valid(h.name, h.name_len) ? h.name_len : 0);
+    eddy_buf_puts(b, ",");
+    eddy_buf_json_str(b, h.value, eddy_utf8_valid(h.value, h.value_len) ? h.value_len : 0);
+    eddy_buf_puts(b, "]");
+  }
+  eddy_buf_printf(b, "],\"timestamp\":%" PRId64, e->timestamp);
+  json_str_field(b, "reason", e->reason);
+  json_str_field(b, "error", e->error);
+  json_str_field(b, "traceback", e->traceback);
+  eddy_buf_printf(b, ",\"attempts\":%d", e->attempts);
+  eddy_format_time(e->first_failure, t);
+  json_str_field(b, "first_failure", t);
+  eddy_format_time(e->last_failure, t);
+  json_str_field(b, "last_failure", t);
+  json_str_field(b, "version", e->version);
+  json_str_field(b, "dlq_topic", e->dlq_topic);
+  eddy_format_time(e->quarantined_at, t);
+  json_str_field(b, "quarantined_at", t);
+  if (e->replayed_at) {
+    eddy_format_time(e->replayed_at, t);
+    json_str_field(b, "replayed_at", t);
+  } else {
+    eddy_buf_puts(b, ",\"replayed_at\":null");
+  }
+  eddy_buf_printf(b, ",\"replays\":%d}\n", e->replays);
+}
+
+/* The first line of s, at most max bytes, for one-line listings. */
+static void one_line(char *out, size_t n, const char *s) {
+  size_t i = 0;
+  for (; s && s[i] && s[i] != '\n' && i + 1 < n; i++) out[i] = s[i];
+  out[i] = '\0';
+}
+
+struct list_ctx { int json; eddy_buf b; int n; };
+
+static int list_one(void *ud, const eddy_dlq_entry *e) {
+  struct list_ctx *c = ud;
+  eddy_buf_reset(&c->b);
+  if (c->json) {
+    entry_json(&c->b, e);
+  } else {
+    char err[90], when[32], where[300];
+    one_line(err, sizeof err, e->error);
+    eddy_format_time(e->quarantined_at, when);
+    snprintf(where, sizeof where, "%s/%d@%" PRId64, e->topic, e->partition, e->offset);
+    eddy_buf_printf(&c->b, "%-6" PRId64 " %-20s %-36s %-24s %8d  %-24s %s%s\n", e->seq,
+                    e->consumer, e->id, where, e->attempts, when, err,
+                    e->replayed_at ? " (replayed)" : "");
+  }
+  fwrite(c->b.data, 1, c->b.len, stdout);
+  c->n++;
+  return 0;
+}
+
+static int run_list(const eddy_cli_args *a) {
+  eddy_store *s = eddy_cli_open(a, 0);
+  if (!s) return EDDY_EXIT_FAIL;
+  struct list_ctx c = { eddy_cli_flag(a, "json"), EDDY_BUF_INIT, 0 };
+  if (!c.json)
+    printf("%-6s %-20s %-36s %-24s %8s  %-24s %s\n", "SEQ", "CONSUMER", "ID", "FROM",
+           "ATTEMPTS", "QUARANTINED", "ERROR");
+  int rc = eddy_dlq_foreach(s, eddy_cli_value(a, "consumer"),
+                            eddy_cli_flag(a, "all") ? EDDY_DLQ_ALL : EDDY_DLQ_PENDING,
+                            list_one, &c);
+  eddy_buf_free(&c.b);
+  if (rc) rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(s));
+  eddy_store_close(s);
+  return rc;
+}
+
+static const eddy_cli_opt list_opts[] = {
+  { "consumer", 'c', "C", "only the messages consumer C quarantined" },
+  { "all", 'a', NULL, "include messages already replayed" },
+  { "json", 'j', NULL, "one JSON object per line, with every field" },
+  { 0 }
+};
+
+const eddy_cli_cmd eddy_cmd_dlq_list = {
+  "dlq list", "[--consumer C] [--json]", "list quarantined messages",
+  "Lists the messages consumers quarantined and did not replay yet (--all:\n"
+  "those too), oldest first.  SEQ names an entry for show, replay and purge;\n"
+  "a message id does too.\n",
+  list_opts, 0, 0, run_list
+};
+
+static int show_one(void *ud, const eddy_dlq_entry *e) {
+  struct list_ctx *c = ud;
+  if (c->json) return list_one(ud, e);
+  char t[32];
+  printf("%sseq:            %" PRId64 "\n", c->n++ ? "\n" : "", e->seq);
+  printf("id:             %s\n", e->id);
+  printf("consumer:       %s (version %s)\n", e->consumer, e->version);
+  printf("from:           %s partition %d offset %" PRId64 "\n", e->topic, e->partition, e->offset);
+  printf("key:            ");
+  if (e->has_key) fwrite(e->key, 1, e->key_len, stdout); else printf("(none)");
+  printf("\nvalue:          ");
+  fwrite(e->value, 1, e->value_len, stdout);
+  printf("\n");
+  size_t pos = 0;
+  eddy_header h;
+  while (eddy_headers_next(e->headers, e->headers_len, &pos, &h) == 1)
+    printf("header:         %.*s=%.*s\n", (int)h.name_len, h.name, (int)h.value_len, h.value);
+  printf("reason:         %s\n", e->reason);
+  printf("error:          %s\n", e->error);
+  printf("attempts:       %d\n", e->attempts);
+  eddy_format_time(e->first_failure, t);
+  printf("first failure:  %s\n", t);
+  eddy_format_time(e->last_failure, t);
+  printf("last failure:   %s\n", t);
+  eddy_format_time(e->quarantined_at, t);
+  printf("quarantined:    %s (to topic %s)\n", t, e->dlq_topic);
+  if (e->replayed_at) {
+    eddy_format_time(e->replayed_at, t);
+    printf("replayed:       %s (%d time%s)\n", t, e->replays, e->replays == 1 ? "" : "s");
+  }
+  if (e->traceback && *e->traceback) printf("traceback:\n%s\n", e->traceback);
+  return 0;
+}
+
+static int run_show(const eddy_cli_args *a) {
+  eddy_store *s = eddy_cli_open(a, 0);
+  if (!s) return EDDY_EXIT_FAIL;
+  struct list_ctx c = { eddy_cli_flag(a, "json"), EDDY_BUF_INIT, 0 };
+  int rc = eddy_dlq_find(s, a->pos[0], eddy_cli_value(a, "consumer"), show_one, &c);
+  eddy_buf_free(&c.b);
+  if (rc) rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(s));
+  eddy_store_close(s);
+  return rc;
+}
+
+static const eddy_cli_opt show_opts[] = {
+  { "consumer", 'c', "C", "only consumer C's entry for that message" },
+  { "json", 'j', NULL, "the entry as a JSON object" },
+  { 0 }
+};
+
+const eddy_cli_cmd eddy_cmd_dlq_show = {
+  "dlq show", "ID", "show a quarantined message: its bytes, the error, the traceback",
+  "ID is an entry's SEQ (from dlq list) or a message id.\n",
+  show_opts, 1, 1, run_show
+};
+
+/* Collects the seqs the command names: IDs, or --all. */
+struct seqs { int64_t *v; size_t n, cap; };
+
+static int add_seq(void *ud, const eddy_dlq_entry *e) {
+  struct seqs *q = ud;
+  if (q->n == q->cap) {
+    size_t cap = q->cap ? q->cap * 2 : 64;
+    int64_t *b = realloc(q->v, cap * sizeof *b);
+    if (!b) return EDDY_ENOMEM;
+    q->v = b;
+    q->cap = cap;
+  }
+  for (size_t i = 0; i < q->n; i++) if (q->v[i] == e->seq) return 0;
+  q->v[q->n++] = e->seq;
+  return 0;
+}
+
+static int collect(const eddy_cli_args *a, eddy_store *s, struct seqs *q) {
+  const char *consumer = eddy_cli_value(a, "consumer");
+  if (eddy_cli_flag(a, "all"))
+    return eddy_dlq_foreach(s, consumer, EDDY_DLQ_PENDING, add_seq, q);
+  for (int i = 0; i < a->npos; i++) {
+    int rc = eddy_dlq_find(s, a->pos[i], consumer, add_seq, q);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+static void progress(size_t done, size_t total) {
+  int width = 40, filled = total ? (int)(done * (size_t)width / total) : width;
+  fprintf(stderr, "\r[%.*s%*s] %zu/%zu", filled,
+          "########################################", width - filled, "", done, total);
+  if (done == total) fputc('\n', stderr);
+}
+
+static int run_replay(const eddy_cli_args *a) {
+  if (!eddy_cli_flag(a, "all") && a->npos == 0)
+    return eddy_cli_usage_error(a, "name the messages to replay (ID...) or give --all");
+  if (eddy_cli_flag(a, "all") && a->npos)
+    return eddy_cli_usage_error(a, "give either IDs or --all, not both");
+  eddy_store *s = eddy_cli_open(a, 0);
+  if (!s) return EDDY_EXIT_FAIL;
+  struct seqs q = { NULL, 0, 0 };
+  int rc = collect(a, s, &q);
+  int dry = eddy_cli_flag(a, "dry-run");
+  int bar = eddy_cli_flag(a, "all") && !dry && isatty(STDERR_FILENO) && q.n > 1;
+  for (size_t i = 0; rc == 0 && i < q.n; i++) {
+    if (dry) {
+      printf("would replay %" PRId64 "\n", q.v[i]);
+      continue;
+    }
+    int p;
+    int64_t off;
+    rc = eddy_dlq_replay(s, q.v[i], &p, &off);
+    if (rc == 0 && !bar) printf("replayed %" PRId64 " to partition %d offset %" PRId64 "\n",
+                                q.v[i], p, off);
+    if (rc == 0 && bar) progress(i + 1, q.n);
+  }
+  if (rc == 0) printf("%s %zu message%s\n", dry ? "would replay" : "replayed", q.n,
+                      q.n == 1 ? "" : "s");
+  else rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(s));
+  free(q.v);
+  eddy_store_close(s);
+  return rc;
+}
+
+static const eddy_cli_opt replay_opts[] = {
+  { "all", 'a', NULL, "every quarantined message not replayed yet" },
+  { "consumer", 'c', "C", "only consumer C's messages" },
+  { "dry-run", 'n', NULL, "print what would be replayed, change nothing" },
+  { 0 }
+};
+
+const eddy_cli_cmd eddy_cmd_dlq_replay = {
+  "dlq replay", "ID...|--all [--consumer C] [--dry-run]",
+  "put quarantined messages back on their topic, with their original ids",
+  "A replay produces the original message (id, key, value, headers) to its\n"
+  "original topic again.  It keeps the message id, so consumers that\n"
+  "handled the message already drop the copy: replaying twice handles it\n"
+  "once.\n",
+  replay_opts, 0, EDDY_CLI_MAX_POS, run_replay
+};
+
+static int run_purge(const eddy_cli_args *a) {
+  if (!eddy_cli_flag(a, "all") && a->npos == 0)
+    return eddy_cli_usage_error(a, "name the messages to purge (ID...) or give --all");
+  if (eddy_cli_flag(a, "all") && a->npos)
+    return eddy_cli_usage_error(a, "give either IDs or --all, not both");
+  eddy_store *s = eddy_cli_open(a, 0);
+  if (!s) return EDDY_EXIT_FAIL;
+  struct seqs q = { NULL, 0, 0 };
+  int rc = 0;
+  if (eddy_cli_flag(a, "all"))
+    rc = eddy_dlq_foreach(s, eddy_cli_value(a, "consumer"), EDDY_DLQ_ALL, add_seq, &q);
+  else
+    rc = collect(a, s, &q);
+  for (size_t i = 0; rc == 0 && i < q.n; i++) rc = eddy_dlq_purge(s, q.v[i]);
+  if (rc == 0) printf("purged %zu message%s\n", q.n, q.n == 1 ? "" : "s");
+  else rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(s));
+  free(q.v);
+  eddy_store_close(s);
+  return rc;
+}
+
+static const eddy_cli_opt purge_opts[] = {
+  { "all", 'a', NULL, "every entry (of --consumer C, if given)" },
+  { "consumer", 'c', "C", "only consumer C's entries" },
+  { 0 }
+};
+
+const eddy_cli_cmd eddy_cmd_dlq_purge = {
+  "dlq purge", "ID...|--all [--consumer C]",
+  "delete entries from the dead-letter store (the dlq topic keeps its copy)",
+  NULL, purge_opts, 0, EDDY_CLI_MAX_POS, run_purge
+};

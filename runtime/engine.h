@@ -1,0 +1,152 @@
+/*
+ * engine.h - the structures `eddy run` shares between its runner (the main
+ * thread: reading, dispatching, offsets, the outbox relay) and its workers
+ * (handler threads).  Internal to runner.c, worker.c, lmsg.c and lctx.c;
+ * docs/runtime.md explains the design.
+ */
+#ifndef EDDY_ENGINE_H
+#define EDDY_ENGINE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "sandbox.h"
+#include "store.h"
+
+typedef struct eddy_runner eddy_runner;
+typedef struct eddy_worker eddy_worker;
+
+/* The slots of a consumer's state-key epoch table (see worker.c). */
+#define EDDY_EPOCH_SLOTS 4096
+
+/* What the runtime needs to know of a consumer; its Lua functions live in
+ * each worker's own state. */
+typedef struct eddy_consumer_def {
+  char *name;
+  char *file;
+  char *version;
+  int64_t store_id;         /* consumers.id */
+  int ntopics;
+  char **topics;
+  char **dlq_topics;        /* per topic */
+  int dedupe;               /* 0: off, 1: by message id, 2: by function */
+  int attempts;
+  int64_t backoff_ms, max_backoff_ms;
+  int from_end;
+  int64_t instructions;
+  size_t memory;
+  _Atomic uint32_t *epochs; /* EDDY_EPOCH_SLOTS */
+} eddy_consumer_def;
+
+/* One partition of one topic as one consumer reads it. */
+typedef struct eddy_cursor {
+  int consumer;
+  int topic_index;          /* into the consumer's topics */
+  const char *topic;
+  int64_t topic_id;
+  int partition;
+  int64_t next_read;        /* runner only: the next offset to read */
+  int64_t high;             /* runner only: next_offset seen at last read */
+  int caught_up;            /* runner only: the last read found no more */
+  /* Under runner->track_mu: */
+  int64_t watermark;        /* every offset below it is done */
+  int64_t end;              /* offsets [watermark, end) are in flight */
+  uint8_t *done;            /* ring: 1 when offset (watermark + i) is done */
+  size_t cap;               /* ring size, a power of two */
+  /* Under runner->write_mu: */
+  int64_t committed;        /* the watermark last written to the store */
+  /* Runner only: offsets found done in the store (sorted), from startup. */
+  int64_t *skip;
+  size_t nskip, skip_at;
+} eddy_cursor;
+
+/* One message for one consumer, owned by the runtime until it is done. */
+typedef struct eddy_job {
+  struct eddy_job *next;
+  eddy_cursor *cursor;
+  int64_t offset, timestamp;
+  char *id, *key, *value, *headers;
+  size_t id_len, key_len, value_len, headers_len;
+  int has_key;
+  int attempt;               /* attempts made so far */
+  int64_t first_failure, last_failure;
+  char *error, *traceback;   /* of the last failure */
+  char *reason;
+  /* the data of the fields above follows */
+} eddy_job;
+
+/* Makes a job owning a copy of the message's bytes. */
+eddy_job *eddy_job_new(eddy_cursor *c, int64_t offset, int64_t timestamp,
+                       const char *id, size_t id_len, const void *key,
+                       size_t key_len, int has_key, const void *value,
+                       size_t value_len, const void *headers,
+                       size_t headers_len);
+void eddy_job_free(eddy_job *j);
+
+/* Counters of one run (atomics: workers add, the runner reads). */
+typedef struct eddy_counters {
+  _Atomic int64_t received, handled, failed, retried, deduplicated,
+    quarantined, emitted, relayed;
+} eddy_counters;
+
+struct eddy_runner {
+  uv_loop_t *loop;
+  char *data_dir;
+  char *app_file;
+  char **handler_files;
+  int nhandler_files;
+  char *app_dir;
+  int nconsumers;
+  eddy_consumer_def *consumers;
+  int ncursors;
+  eddy_cursor *cursors;
+  int nworkers;
+  eddy_worker **workers;
+  eddy_store *store;            /* the runner's own connection */
+  uv_mutex_t write_mu;          /* one writer at a time in this process */
+  uv_mutex_t track_mu;          /* cursors' done rings and watermarks */
+  uv_async_t progress;          /* workers: "I committed something" */
+  uv_timer_t poll;
+  uv_signal_t sigint, sigterm;
+  int drain;
+  int stopping;                 /* a stop signal came */
+  int signals;
+  int failed;                   /* a fatal error stopped the run */
+  char fatal[512];
+  _Atomic int64_t outbox_pending; /* rows written, not yet relayed */
+  _Atomic int queued;           /* jobs in workers (queued, running, parked) */
+  _Atomic int parked;           /* jobs waiting for a retry timer */
+  eddy_counters n;
+  int64_t started_ms;
+  int64_t dedupe_window_ms;
+  uv_timer_t housekeeping;
+  uv_idle_t again;              /* pump again at once: reads were full */
+  int again_on;
+};
+
+/* Worker API (worker.c). */
+eddy_worker *eddy_worker_start(eddy_runner *r, int index, char *err,
+                               size_t errlen);
+/* Hands jobs (a list linked by next, in order) to the worker. */
+void eddy_worker_push(eddy_worker *w, eddy_job *head, eddy_job *tail, int n);
+/* Asks the worker to finish its batch, commit, drop the rest and exit;
+ * then joins the thread and frees the worker. */
+void eddy_worker_stop(eddy_worker *w);
+
+/* Marks offsets done and advances watermarks (track_mu held by caller). */
+void eddy_cursor_mark_done(eddy_cursor *c, int64_t offset);
+/* Registers offset as in flight (track_mu held). */
+void eddy_cursor_add(eddy_cursor *c, int64_t offset);
+
+/* Logging: one line on stderr, "TIME LEVEL message". */
+void eddy_logf(const char *level, const char *fmt, ...)
+  __attribute__((format(printf, 2, 3)));
+
+/* Records a fatal error (the first wins) and wakes the runner to stop. */
+void eddy_runner_fatal(eddy_runner *r, const char *fmt, ...)
+  __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,392 @@
+/*
+ * lctx.c - the ctx object of a handler: ctx.state, ctx:emit, ctx.log,
+ * ctx.attempt, ctx.consumer; and loading the handler files into a worker.
+ *
+ * One ctx table per consumer per worker, made once and reused: a call only
+ * sets ctx.attempt.  Its functions reach the worker through an upvalue.
+ */
+#include "lctx.h"
+#include "errors.h"
+#include "log.h"
+#include "quarantine.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#define STATE_MT "eddy.state"
+
+typedef struct lstate {
+  int consumer;
+} lstate;
+
+static eddy_worker *worker_of(lua_State *L) {
+  return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* A state key: a string, or a number turned into one. */
+static const char *state_key(lua_State *L, int idx, size_t *n) {
+  int t = lua_type(L, idx);
+  if (t != LUA_TSTRING && t != LUA_TNUMBER)
+    luaL_error(L, "ctx.state: key must be a string, got %s", luaL_typename(L, idx));
+  const char *k = lua_tolstring(L, idx, n);
+  if (*n == 0) luaL_error(L, "ctx.state: key is empty");
+  return k;
+}
+
+static int state_get(lua_State *L) {
+  eddy_worker *w = worker_of(L);
+  lstate *s = luaL_checkudata(L, 1, STATE_MT);
+  size_t n;
+  const char *k = state_key(L, 2, &n);
+  const char *v;
+  size_t vl;
+  int rc = eddy_worker_state_get(w, s->consumer, k, n, &v, &vl);
+  if (rc < 0) return luaL_error(L, "ctx.state:get('%s'): the store failed", k);
+  if (rc == 0) { lua_pushnil(L); return 1; }
+  lua_getfield(L, LUA_REGISTRYINDEX, "eddy.json_decode");
+  lua_pushlstring(L, v, vl);
+  lua_call(L, 1, 1);
+  if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+    lua_Number n = lua_tonumber(L, -1);
+    if (n >= -9007199254740992.0 && n <= 9007199254740992.0 &&
+        n == (lua_Number)(lua_Integer)n) {
+      lua_pop(L, 1);
+      lua_pushinteger(L, (lua_Integer)n);
+    }
+  } else {
+    lctx_json_ints(L, -1, 0);
+  }
+  return 1;
+}
+
+static int put(lua_State *L, int del) {
+  eddy_worker *w = worker_of(L);
+  lstate *s = luaL_checkudata(L, 1, STATE_MT);
+  size_t n;
+  const char *k = state_key(L, 2, &n);
+  if (!eddy_worker_job(w))
+    return luaL_error(L, "ctx.state can only be written while a handler runs");
+  if (del || lua_isnoneornil(L, 3)) {
+    if (eddy_worker_state_put(w, s->consumer, k, n, NULL, 0) != 0)
+      return luaL_error(L, "not enough memory");
+    return 0;
+  }
+  lua_getfield(L, LUA_REGISTRYINDEX, "eddy.json_encode");
+  lua_pushvalue(L, 3);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+    return luaL_error(L, "ctx.state:set('%s'): value is not JSON-able (%s)", k,
+                      lua_tostring(L, -1));
+  size_t vl;
+  const char *v = lua_tolstring(L, -1, &vl);
+  if (eddy_worker_state_put(w, s->consumer, k, n, v, vl) != 0)
+    return luaL_error(L, "not enough memory");
+  return 0;
+}
+
+static int state_set(lua_State *L) { return put(L, 0); }
+static int state_delete(lua_State *L) { return put(L, 1); }
+
+/* Reads headers given as {{name, value}, ...} and/or {name = value} (the
+ * map part sorted by name) into h[0..max).  Returns the count. */
+static size_t read_headers(lua_State *L, int idx, eddy_header *h, size_t max) {
+  size_t n = 0;
+  lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
+  for (lua_Integer i = 1; i <= len && n < max; i++) {
+    lua_rawgeti(L, idx, i);
+    if (!lua_istable(L, -1)) luaL_error(L, "ctx:emit: header %d must be a {name, value} pair", (int)i);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "ctx:emit: header %d must be a {name, value} pair of strings", (int)i);
+    h[n].name = lua_tolstring(L, -2, &h[n].name_len);
+    h[n].value = lua_tolstring(L, -1, &h[n].value_len);
+    n++;
+    /* The strings stay reachable from the table at idx. */
+    lua_pop(L, 3);
+  }
+  size_t first_map = n;
+  lua_pushnil(L);
+  while (lua_next(L, idx) && n < max) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "ctx:emit: value of header '%s' must be a string", lua_tostring(L, -2));
+      h[n].name = lua_tolstring(L, -2, &h[n].name_len);
+      h[n].value = lua_tolstring(L, -1, &h[n].value_len);
+      n++;
+    } else if (!lua_isinteger(L, -2)) {
+      luaL_error(L, "ctx:emit: header names must be strings");
+    }
+    lua_pop(L, 1);
+  }
+  /* Sort the map part by name: a table's order is not defined. */
+  for (size_t i = first_map + 1; i < n; i++) {
+    eddy_header x = h[i];
+    size_t j = i;
+    while (j > first_map) {
+      size_t a = h[j - 1].name_len < x.name_len ? h[j - 1].name_len : x.name_len;
+      int c = memcmp(h[j - 1].name, x.name, a);
+      if (c < 0 || (c == 0 && h[j - 1].name_len <= x.name_len)) break;
+      h[j] = h[j - 1];
+      j--;
+    }
+    h[j] = x;
+  }
+  return n;
+}
+
+/* ctx:emit(topic, { key =, value =, headers =, type = }) -> the event id.
+ * The event goes to the outbox with the message's transaction. */
+static int ctx_emit(lua_State *L) {
+  eddy_worker *w = worker_of(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  const char *topic = luaL_checkstring(L, 2);
+  char why[300];
+  if (eddy_topic_name_valid(topic, why, sizeof why) != 0)
+    return luaL_error(L, "ctx:emit: %s", why);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  if (!eddy_worker_job(w))
+    return luaL_error(L, "ctx:emit can only be called while a handler runs");
+  int spec = 3;
+  size_t kl = 0, vl = 0;
+  const char *key = NULL, *value = NULL;
+  int t = lua_getfield(L, spec, "key");
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) key = lua_tolstring(L, -1, &kl);
+  else if (t != LUA_TNIL) return luaL_error(L, "ctx:emit: key must be a string, got %s", lua_typename(L, t));
+  int key_idx = lua_gettop(L);
+  (void)key_idx;
+  t = lua_getfield(L, spec, "value");
+  if (t == LUA_TTABLE) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "eddy.json_encode");
+    lua_insert(L, -2);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+      return luaL_error(L, "ctx:emit: value is not JSON-able (%s)", lua_tostring(L, -1));
+  } else if (t == LUA_TNIL) {
+    return luaL_error(L, "ctx:emit: value is missing");
+  } else if (t != LUA_TSTRING && t != LUA_TNUMBER) {
+    return luaL_error(L, "ctx:emit: value must be a string or a table, got %s",
+                      lua_typename(L, t));
+  }
+  value = lua_tolstring(L, -1, &vl);
+  eddy_header h[65];
+  size_t nh = 0;
+  t = lua_getfield(L, spec, "headers");
+  if (t == LUA_TTABLE) nh = read_headers(L, lua_gettop(L), h, 64);
+  else if (t != LUA_TNIL) return luaL_error(L, "ctx:emit: headers must be a table");
+  t = lua_getfield(L, spec, "type");
+  if (t == LUA_TSTRING) {
+    h[nh].name = "eddy-type";
+    h[nh].name_len = 9;
+    h[nh].value = lua_tolstring(L, -1, &h[nh].value_len);
+    nh++;
+  } else if (t != LUA_TNIL) {
+    return luaL_error(L, "ctx:emit: type must be a string");
+  }
+  char id[EDDY_UUID_STRLEN + 1];
+  if (eddy_worker_emit(w, topic, key, kl, key != NULL, value, vl, h, nh, id) != 0)
+    return luaL_error(L, "not enough memory");
+  lua_pushstring(L, id);
+  return 1;
+}
+
+/* ctx.log.info(message [, fields]) and friends: one line on stderr tagged
+ * with the consumer, the message id and its correlation id. */
+static int ctx_log(lua_State *L) {
+  eddy_worker *w = worker_of(L);
+  const char *level = lua_tostring(L, lua_upvalueindex(2));
+  int consumer = (int)lua_tointeger(L, lua_upvalueindex(3));
+  int a = 1;
+  if (lua_istable(L, 1) && lua_gettop(L) >= 2 && !lua_istable(L, 2)) a = 2; /* log:info */
+  const char *text = luaL_tolstring(L, a, NULL);
+  eddy_runner *r = eddy_worker_runner(w);
+  eddy_job *j = eddy_worker_job(w);
+  char fields[2048] = "";
+  size_t at = 0;
+  if (lua_istable(L, a + 1)) {
+    lua_pushnil(L);
+    while (lua_next(L, a + 1)) {
+      if (lua_type(L, -2) == LUA_TSTRING && at < sizeof fields - 1) {
+        const char *k = lua_tostring(L, -2);
+        const char *v = luaL_tolstring(L, -1, NULL);
+        int q = strpbrk(v, " \"=") != NULL || !*v;
+        at += (size_t)snprintf(fields + at, sizeof fields - at, " %s=%s%s%s", k,
+                               q ? "\"" : "", v, q ? "\"" : "");
+        if (at > sizeof fields - 1) at = sizeof fields - 1;
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
+  }
+  const char *name = r->consumers[consumer].name;
+  if (j) {
+    size_t cl = 0;
+    const char *corr = eddy_headers_get(j->headers, j->headers_len, "eddy-correlation-id", &cl);
+    eddy_logf(level, "consumer=%s id=%s correlation_id=%.*s version=%s msg=\"%s\"%s",
+              name, j->id, corr ? (int)cl : (int)j->id_len, corr ? corr : j->id,
+              r->consumers[consumer].version, text, fields);
+  } else {
+    eddy_logf(level, "consumer=%s msg=\"%s\"%s", name, text, fields);
+  }
+  return 0;
+}
+
+static void make_ctx(lua_State *L, eddy_worker *w, eddy_runner *r, int consumer) {
+  lua_createtable(L, 0, 6);
+  lua_pushstring(L, r->consumers[consumer].name);
+  lua_setfield(L, -2, "consumer");
+  lua_pushstring(L, r->consumers[consumer].version);
+  lua_setfield(L, -2, "version");
+  lua_pushinteger(L, 1);
+  lua_setfield(L, -2, "attempt");
+  lstate *s = lua_newuserdatauv(L, sizeof *s, 0);
+  s->consumer = consumer;
+  luaL_setmetatable(L, STATE_MT);
+  lua_setfield(L, -2, "state");
+  lua_pushlightuserdata(L, w);
+  lua_pushcclosure(L, ctx_emit, 1);
+  lua_setfield(L, -2, "emit");
+  lua_createtable(L, 0, 4);
+  static const char *levels[] = { "debug", "info", "warn", "error" };
+  static const char *upper[] = { "DEBUG", "INFO", "WARN", "ERROR" };
+  for (int i = 0; i < 4; i++) {
+    lua_pushlightuserdata(L, w);
+    lua_pushstring(L, upper[i]);
+    lua_pushinteger(L, consumer);
+    lua_pushcclosure(L, ctx_log, 3);
+    lua_setfield(L, -2, levels[i]);
+  }
+  lua_setfield(L, -2, "log");
+}
+
+void lctx_push_handle(lua_State *L, const lctx_consumer *c) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->handle_ref);
+}
+
+void lctx_push_dedupe(lua_State *L, const lctx_consumer *c) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->dedupe_ref);
+}
+
+void lctx_push_ctx(lua_State *L, const lctx_consumer *c, int attempt) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ctx_ref);
+  lua_pushinteger(L, attempt);
+  lua_setfield(L, -2, "attempt");
+}
+
+/* Adds dir/?.lua and dir/?/init.lua in front of package.path, so that
+ * handlers can require modules kept beside the app. */
+static void add_path(lua_State *L, const char *dir) {
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
+  lua_getfield(L, -2, "path");
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+}
+
+lctx_consumer *lctx_load(eddy_worker *w, eddy_sandbox *sb, eddy_runner *r,
+                         char *err, size_t errlen) {
+  lua_State *L = eddy_sandbox_state(sb);
+  eddy_failure f;
+  lmsg_setup(L);
+  if (luaL_newmetatable(L, STATE_MT)) {
+    static const luaL_Reg methods[] = {
+      { "get", state_get }, { "set", state_set }, { "delete", state_delete },
+      { NULL, NULL }
+    };
+    lua_createtable(L, 0, 3);
+    lua_pushlightuserdata(L, w);
+    luaL_setfuncs(L, methods, 1);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  add_path(L, r->app_dir);
+  /* cjson for state values, emits and msg:json(); eddy.permanent. */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "cjson");
+  if (eddy_sandbox_call(sb, 1, 1, &f) != 0) {
+    snprintf(err, errlen, "cannot load lua-cjson: %s", f.error);
+    return NULL;
+  }
+  lua_getfield(L, -1, "new");
+  lua_call(L, 0, 1);   /* a private instance: its settings are ours */
+  lua_getfield(L, -1, "encode_sparse_array");
+  lua_pushboolean(L, 1);
+  lua_call(L, 1, 0);
+  lua_getfield(L, -1, "decode");
+  lua_setfield(L, LUA_REGISTRYINDEX, "eddy.json_decode");
+  lua_getfield(L, -1, "encode");
+  lua_setfield(L, LUA_REGISTRYINDEX, "eddy.json_encode");
+  lua_pop(L, 2);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "eddy");
+  if (eddy_sandbox_call(sb, 1, 1, &f) != 0) {
+    snprintf(err, errlen, "cannot load the eddy library: %s", f.error);
+    return NULL;
+  }
+  lua_getfield(L, -1, "permanent");
+  lua_setfield(L, LUA_REGISTRYINDEX, "eddy.permanent");
+  lua_pop(L, 1);
+
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "eddy.app");
+  if (eddy_sandbox_call(sb, 1, 1, &f) != 0) {
+    snprintf(err, errlen, "cannot load eddy.app: %s", f.error);
+    return NULL;
+  }
+  lua_getfield(L, -1, "load_handlers");
+  lua_remove(L, -2);
+  lua_createtable(L, r->nhandler_files, 0);
+  for (int i = 0; i < r->nhandler_files; i++) {
+    lua_pushstring(L, r->handler_files[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  if (eddy_sandbox_call(sb, 1, 2, &f) != 0) {
+    snprintf(err, errlen, "%s", f.error);
+    return NULL;
+  }
+  if (lua_isnil(L, -2)) {
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lua_pop(L, 2);
+    return NULL;
+  }
+  lua_pop(L, 1);
+  int list = lua_gettop(L);
+  if ((int)lua_rawlen(L, list) != r->nconsumers) {
+    snprintf(err, errlen, "the handler files changed while eddy was starting");
+    lua_pop(L, 1);
+    return NULL;
+  }
+  lctx_consumer *lc = calloc((size_t)r->nconsumers, sizeof *lc);
+  if (!lc) { snprintf(err, errlen, "out of memory"); lua_pop(L, 1); return NULL; }
+  for (int i = 0; i < r->nconsumers; i++) {
+    lua_rawgeti(L, list, i + 1);
+    lua_getfield(L, -1, "name");
+    const char *name = lua_tostring(L, -1);
+    if (!name || strcmp(name, r->consumers[i].name) != 0) {
+      snprintf(err, errlen, "the handler files changed while eddy was starting");
+      lua_pop(L, 3);
+      free(lc);
+      return NULL;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "handle");
+    lc[i].handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "dedupe");
+    if (lua_isfunction(L, -1)) lc[i].dedupe_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else { lua_pop(L, 1); lc[i].dedupe_ref = LUA_NOREF; }
+    lua_pop(L, 1);
+    make_ctx(L, w, r, i);
+    lc[i].ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_pop(L, 1);
+  return lc;
+}
+
+void lctx_free(lctx_consumer *lc, eddy_runner *r) {
+  (void)r;
+  /* The references die with the Lua state. */
+  free(lc);
+}

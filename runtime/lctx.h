@@ -1,0 +1,59 @@
+/*
+ * lctx.h - what a handler sees: the msg object (lmsg.c) and the ctx object
+ * with ctx.state, ctx:emit and ctx.log (lctx.c), bound to a worker.
+ */
+#ifndef EDDY_LCTX_H
+#define EDDY_LCTX_H
+
+#include <stddef.h>
+
+#include <lua.h>
+
+#include "engine.h"
+#include "headers.h"
+#include "uuid.h"
+
+/* A consumer's Lua side in one worker: registry references. */
+typedef struct lctx_consumer {
+  int handle_ref;
+  int dedupe_ref;   /* LUA_NOREF when dedupe is by id or off */
+  int ctx_ref;
+} lctx_consumer;
+
+/* Loads the app's handler files into sb's state (through eddy.app) and
+ * prepares one lctx_consumer per consumer of r, in r's order.  Returns
+ * the array (freed with lctx_free), or NULL with err filled. */
+lctx_consumer *lctx_load(eddy_worker *w, eddy_sandbox *sb, eddy_runner *r,
+                         char *err, size_t errlen);
+void lctx_free(lctx_consumer *lc, eddy_runner *r);
+
+void lctx_push_handle(lua_State *L, const lctx_consumer *c);
+void lctx_push_dedupe(lua_State *L, const lctx_consumer *c);
+/* Pushes the consumer's ctx with ctx.attempt set. */
+void lctx_push_ctx(lua_State *L, const lctx_consumer *c, int attempt);
+
+/* Pushes a new msg object for job j (lmsg.c). */
+void lctx_push_msg(lua_State *L, eddy_job *j);
+/* Detaches the msg object at idx from its job: using it after its handler
+ * returned raises instead of reading freed memory. */
+void lctx_invalidate_msg(lua_State *L, int idx);
+/* Makes integral floats of a decoded JSON table integers (lmsg.c). */
+void lctx_json_ints(lua_State *L, int idx, int depth);
+/* Registers the msg metatable in L. */
+void lmsg_setup(lua_State *L);
+
+/* Worker services the bindings use (worker.c). */
+eddy_job *eddy_worker_job(eddy_worker *w);
+eddy_runner *eddy_worker_runner(eddy_worker *w);
+/* 1 and the value (valid until the next call), 0 when absent, <0 error. */
+int eddy_worker_state_get(eddy_worker *w, int consumer, const char *key,
+                          size_t len, const char **value, size_t *value_len);
+/* value NULL deletes.  0, or -1 when out of memory. */
+int eddy_worker_state_put(eddy_worker *w, int consumer, const char *key,
+                          size_t len, const char *value, size_t value_len);
+int eddy_worker_emit(eddy_worker *w, const char *topic, const char *key,
+                     size_t key_len, int has_key, const char *value,
+                     size_t value_len, const eddy_header *user, size_t nuser,
+                     char id_out[EDDY_UUID_STRLEN + 1]);
+
+#endif

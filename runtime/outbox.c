@@ -1,0 +1,161 @@
+/*
+ * outbox.c - outbox rows and the relay that publishes them to the log.
+ */
+#include "outbox.h"
+#include "errors.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+int eddy_outbox_add(eddy_store *s, const char *topic, const char *id,
+                    const void *key, size_t key_len, int has_key,
+                    const void *value, size_t value_len, const void *headers,
+                    size_t headers_len, int64_t now_ms) {
+  sqlite3_stmt *st = eddy_store_stmt(s,
+    "INSERT INTO outbox(topic, id, key, value, headers, created_at)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+  if (!st) return EDDY_ESTORE;
+  sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+  if (has_key) sqlite3_bind_blob64(st, 3, key_len ? key : "", key_len, SQLITE_STATIC);
+  sqlite3_bind_blob64(st, 4, value_len ? value : "", value_len, SQLITE_STATIC);
+  if (headers_len) sqlite3_bind_blob64(st, 5, headers, headers_len, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 6, now_ms);
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return eddy_store_sqlerr(s, rc, "writing to the outbox");
+  return 0;
+}
+
+int eddy_outbox_count(eddy_store *s, int64_t *n) {
+  sqlite3_stmt *st = eddy_store_stmt(s, "SELECT count(*) FROM outbox");
+  if (!st) return EDDY_ESTORE;
+  int rc = sqlite3_step(st);
+  *n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW) return eddy_store_sqlerr(s, rc, "counting the outbox");
+  return 0;
+}
+
+/* A row copied out of SQLite. */
+typedef struct row {
+  char *topic;
+  eddy_record rec;
+  eddy_header *headers;
+  void *mem;
+} row;
+
+/* Decodes a header blob into an array (pointing into the blob). */
+static int decode_headers(const void *blob, size_t len, eddy_header **out,
+                          size_t *n) {
+  size_t pos = 0, count = 0;
+  eddy_header h;
+  int r;
+  while ((r = eddy_headers_next(blob, len, &pos, &h)) == 1) count++;
+  if (r < 0) return -1;
+  *n = count;
+  *out = NULL;
+  if (!count) return 0;
+  *out = malloc(count * sizeof **out);
+  if (!*out) return -1;
+  pos = 0;
+  for (size_t i = 0; i < count; i++) eddy_headers_next(blob, len, &pos, &(*out)[i]);
+  return 0;
+}
+
+static int publish(eddy_store *s, row *rows, size_t from, size_t to,
+                   int default_partitions) {
+  eddy_record *recs = malloc((to - from) * sizeof *recs);
+  eddy_produced *out = malloc((to - from) * sizeof *out);
+  int rc = 0;
+  if (!recs || !out) { rc = eddy_store_seterr(s, EDDY_ENOMEM, "out of memory"); goto done; }
+  for (size_t i = from; i < to; i++) recs[i - from] = rows[i].rec;
+  eddy_topic_config c;
+  eddy_topic_config_init(&c);
+  c.partitions = default_partitions;
+  int created = 0;
+  rc = eddy_topic_ensure(s, rows[from].topic, &c, &created);
+  if (rc == EDDY_EINVAL && strstr(eddy_store_errmsg(s), "fewer than")) rc = 0;
+  if (rc == 0) rc = eddy_log_produce(s, rows[from].topic, recs, to - from, out);
+done:
+  free(recs);
+  free(out);
+  return rc;
+}
+
+int eddy_outbox_relay(eddy_store *s, int max, int default_partitions,
+                      int64_t *relayed) {
+  int rc = eddy_store_begin(s);
+  if (rc) return rc;
+  sqlite3_stmt *st = eddy_store_stmt(s,
+    "SELECT seq, topic, id, key, value, headers FROM outbox ORDER BY seq"
+    " LIMIT ?1");
+  if (!st) { eddy_store_rollback(s); return EDDY_ESTORE; }
+  sqlite3_bind_int(st, 1, max);
+  row *rows = calloc((size_t)max, sizeof *rows);
+  size_t n = 0;
+  int64_t last = -1;
+  if (!rows) { sqlite3_reset(st); eddy_store_rollback(s);
+    return eddy_store_seterr(s, EDDY_ENOMEM, "out of memory"); }
+  int src;
+  while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+    last = sqlite3_column_int64(st, 0);
+    size_t tl = (size_t)sqlite3_column_bytes(st, 1);
+    size_t il = (size_t)sqlite3_column_bytes(st, 2);
+    size_t kl = (size_t)sqlite3_column_bytes(st, 3);
+    size_t vl = (size_t)sqlite3_column_bytes(st, 4);
+    size_t hl = (size_t)sqlite3_column_bytes(st, 5);
+    char *m = malloc(tl + il + kl + vl + hl + 2);
+    if (!m) { rc = eddy_store_seterr(s, EDDY_ENOMEM, "out of memory"); break; }
+    row *r = &rows[n++];
+    r->mem = m;
+    r->topic = m;
+    memcpy(m, sqlite3_column_text(st, 1), tl); m[tl] = '\0'; m += tl + 1;
+    r->rec.id = m; r->rec.id_len = il;
+    memcpy(m, sqlite3_column_text(st, 2), il); m[il] = '\0'; m += il + 1;
+    r->rec.has_key = sqlite3_column_type(st, 3) != SQLITE_NULL;
+    r->rec.key = m; r->rec.key_len = kl;
+    if (kl) memcpy(m, sqlite3_column_blob(st, 3), kl);
+    m += kl;
+    r->rec.value = m; r->rec.value_len = vl;
+    if (vl) memcpy(m, sqlite3_column_blob(st, 4), vl);
+    m += vl;
+    if (hl) memcpy(m, sqlite3_column_blob(st, 5), hl);
+    if (decode_headers(m, hl, &r->headers, &r->rec.nheaders) != 0) {
+      rc = eddy_store_seterr(s, EDDY_ENOTSTORE, "outbox row %lld has malformed headers",
+                             (long long)last);
+      break;
+    }
+    r->rec.headers = r->headers;
+    r->rec.partition = -1;
+  }
+  sqlite3_reset(st);
+  if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW)
+    rc = eddy_store_sqlerr(s, src, "reading the outbox");
+  /* Publish runs of rows with the same topic as one produce each. */
+  for (size_t i = 0; rc == 0 && i < n;) {
+    size_t j = i + 1;
+    while (j < n && strcmp(rows[j].topic, rows[i].topic) == 0) j++;
+    rc = publish(s, rows, i, j, default_partitions);
+    i = j;
+  }
+  if (rc == 0 && n) {
+    st = eddy_store_stmt(s, "DELETE FROM outbox WHERE seq <= ?1");
+    if (!st) rc = EDDY_ESTORE;
+    else {
+      sqlite3_bind_int64(st, 1, last);
+      src = sqlite3_step(st);
+      sqlite3_reset(st);
+      if (src != SQLITE_DONE) rc = eddy_store_sqlerr(s, src, "clearing the outbox");
+    }
+  }
+  for (size_t i = 0; i < n; i++) { free(rows[i].headers); free(rows[i].mem); }
+  free(rows);
+  if (rc) { eddy_store_rollback(s); return rc; }
+  rc = eddy_store_commit(s);
+  if (rc == 0 && relayed) *relayed += (int64_t)n;
+  return rc;
+}

@@ -1,0 +1,708 @@
+/*
+ * runner.c - `eddy run`: loads the app, reads the log, routes messages to
+ * workers, keeps offsets, relays the outbox, and stops cleanly.
+ *
+ * Threads: this one (the libuv default loop) and one per worker.  The
+ * runner reads every partition each consumer follows and routes each
+ * message by key to a worker, so one key always runs on one worker, in
+ * offset order.  Workers commit their own batches; the runner's write_mu
+ * keeps this process to one SQLite writer at a time.
+ *
+ * Offsets: a partition's messages finish out of order (different keys on
+ * different workers, a key waiting for its retry).  The committed offset
+ * is the watermark below which every message is done; finished messages
+ * above it are recorded as done offsets, which a restart skips.  So a crash
+ * at any point neither loses a message nor applies one twice.
+ */
+#include "runner.h"
+#include "engine.h"
+#include "errors.h"
+#include "log.h"
+#include "outbox.h"
+#include "quarantine.h"
+#include "state.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#define CHUNK 1024               /* messages per read of one partition */
+#define MAX_QUEUED_PER_WORKER 20000
+#define POLL_MS 20
+#define RELAY_BATCH 2000
+#define HOUSEKEEPING_MS 3600000
+
+/* ---- logging ------------------------------------------------------------- */
+
+void eddy_logf(const char *level, const char *fmt, ...) {
+  char line[4096];
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  char t[32];
+  eddy_format_time((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, t);
+  int n = snprintf(line, sizeof line, "%s %-5s ", t, level);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+  va_end(ap);
+  size_t len = strlen(line);
+  line[len++] = '\n';
+  /* One write per line: lines of several threads never interleave. */
+  ssize_t w = write(STDERR_FILENO, line, len);
+  (void)w;
+}
+
+void eddy_runner_fatal(eddy_runner *r, const char *fmt, ...) {
+  uv_mutex_lock(&r->track_mu);
+  if (!r->failed) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->fatal, sizeof r->fatal, fmt, ap);
+    va_end(ap);
+    r->failed = 1;
+  }
+  uv_mutex_unlock(&r->track_mu);
+  uv_async_send(&r->progress);
+}
+
+/* ---- the offset tracker ---------------------------------------------------- */
+
+static int ring_grow(eddy_cursor *c) {
+  size_t cap = c->cap ? c->cap * 2 : 1024;
+  uint8_t *d = calloc(cap, 1);
+  if (!d) return -1;
+  for (int64_t o = c->watermark; o < c->end; o++)
+    d[(uint64_t)o & (cap - 1)] = c->done[(uint64_t)o & (c->cap - 1)];
+  free(c->done);
+  c->done = d;
+  c->cap = cap;
+  return 0;
+}
+
+void eddy_cursor_add(eddy_cursor *c, int64_t offset) {
+  if (offset != c->end) {
+    /* A gap: those offsets are gone (retention) and count as done. */
+    if (c->end == c->watermark) c->watermark = offset;
+    else for (int64_t o = c->end; o < offset; o++) {
+      if ((size_t)(o + 1 - c->watermark) > c->cap && ring_grow(c) != 0) abort();
+      c->done[(uint64_t)o & (c->cap - 1)] = 1;
+    }
+    c->end = offset;
+  }
+  if ((size_t)(c->end + 1 - c->watermark) > c->cap && ring_grow(c) != 0) {
+    /* Out of memory for a few bytes per message in flight: nothing
+     * sensible remains; the store is consistent, a restart resumes. */
+    eddy_logf("ERROR", "out of memory tracking offsets");
+    abort();
+  }
+  c->done[(uint64_t)c->end & (c->cap - 1)] = 0;
+  c->end++;
+}
+
+void eddy_cursor_mark_done(eddy_cursor *c, int64_t offset) {
+  if (offset < c->watermark || offset >= c->end) return;
+  c->done[(uint64_t)offset & (c->cap - 1)] = 1;
+  while (c->watermark < c->end && c->done[(uint64_t)c->watermark & (c->cap - 1)])
+    c->watermark++;
+}
+
+/* ---- loading the app --------------------------------------------------------- */
+
+static char *dupstr(const char *s) { return strdup(s ? s : ""); }
+
+static int field_int(lua_State *L, int t, const char *k, lua_Integer def) {
+  lua_getfield(L, t, k);
+  lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : def;
+  lua_pop(L, 1);
+  return (int)v;
+}
+
+static int64_t field_i64(lua_State *L, int t, const char *k, int64_t def) {
+  lua_getfield(L, t, k);
+  int64_t v = lua_isinteger(L, -1) ? (int64_t)lua_tointeger(L, -1) : def;
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Loads the app in a Lua state of this thread and fills r.  Returns 0, or
+ * -1 after printing the one-line error. */
+static int load_app(eddy_runner *r, const eddy_run_options *o, lua_State *L,
+                    eddy_topic_config **topics, char ***topic_names,
+                    int *ntopics) {
+  eddy_sandbox_preload(L);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "eddy.app");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    fprintf(stderr, "eddy run: %s\n", lua_tostring(L, -1));
+    return -1;
+  }
+  lua_getfield(L, -1, "load");
+  lua_pushstring(L, o->app);
+  if (o->data) {
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, o->data);
+    lua_setfield(L, -2, "data");
+  } else {
+    lua_pushnil(L);
+  }
+  if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
+    fprintf(stderr, "eddy run: %s\n", lua_tostring(L, -1));
+    return -1;
+  }
+  if (lua_isnil(L, -2)) {
+    fprintf(stderr, "eddy run: %s\n", lua_tostring(L, -1));
+    return -1;
+  }
+  lua_pop(L, 1);
+  int app = lua_gettop(L);
+  lua_getfield(L, app, "data");
+  r->data_dir = dupstr(lua_tostring(L, -1));
+  lua_pop(L, 1);
+  lua_getfield(L, app, "dir");
+  r->app_dir = dupstr(lua_tostring(L, -1));
+  lua_pop(L, 1);
+  r->app_file = dupstr(o->app);
+  r->nworkers = o->workers > 0 ? o->workers : field_int(L, app, "workers", 2);
+  r->dedupe_window_ms = field_i64(L, app, "dedupe_window_ms", 7 * 86400000LL);
+
+  lua_getfield(L, app, "handler_files");
+  r->nhandler_files = (int)lua_rawlen(L, -1);
+  r->handler_files = calloc((size_t)r->nhandler_files + 1, sizeof(char *));
+  for (int i = 0; i < r->nhandler_files; i++) {
+    lua_rawgeti(L, -1, i + 1);
+    r->handler_files[i] = dupstr(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+
+  /* The app's topics, in name order for a stable creation order. */
+  lua_getfield(L, app, "topics");
+  int tt = lua_gettop(L);
+  int n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, tt)) { n++; lua_pop(L, 1); }
+  *topics = calloc((size_t)n + 1, sizeof **topics);
+  *topic_names = calloc((size_t)n + 1, sizeof **topic_names);
+  *ntopics = 0;
+  lua_pushnil(L);
+  while (lua_next(L, tt)) {
+    int k = (*ntopics)++;
+    (*topic_names)[k] = dupstr(lua_tostring(L, -2));
+    eddy_topic_config *c = &(*topics)[k];
+    eddy_topic_config_init(c);
+    c->partitions = field_int(L, -1, "partitions", 1);
+    c->retention_ms = field_i64(L, lua_gettop(L), "retention_ms", -1);
+    c->retention_bytes = field_i64(L, lua_gettop(L), "retention_bytes", -1);
+    c->max_message_bytes = field_i64(L, lua_gettop(L), "max_message_bytes",
+                                     EDDY_DEFAULT_MAX_MESSAGE_BYTES);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+
+  lua_getfield(L, app, "consumers");
+  int cs = lua_gettop(L);
+  r->nconsumers = (int)lua_rawlen(L, cs);
+  r->consumers = calloc((size_t)r->nconsumers, sizeof *r->consumers);
+  for (int i = 0; i < r->nconsumers; i++) {
+    eddy_consumer_def *c = &r->consumers[i];
+    lua_rawgeti(L, cs, i + 1);
+    int ct = lua_gettop(L);
+    lua_getfield(L, ct, "name"); c->name = dupstr(lua_tostring(L, -1)); lua_pop(L, 1);
+    lua_getfield(L, ct, "file"); c->file = dupstr(lua_tostring(L, -1)); lua_pop(L, 1);
+    lua_getfield(L, ct, "version"); c->version = dupstr(lua_tostring(L, -1)); lua_pop(L, 1);
+    lua_getfield(L, ct, "topics");
+    c->ntopics = (int)lua_rawlen(L, -1);
+    c->topics = calloc((size_t)c->ntopics, sizeof(char *));
+    c->dlq_topics = calloc((size_t)c->ntopics, sizeof(char *));
+    for (int k = 0; k < c->ntopics; k++) {
+      lua_rawgeti(L, -1, k + 1);
+      c->topics[k] = dupstr(lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, ct, "dlq");
+    for (int k = 0; k < c->ntopics; k++) {
+      if (lua_isstring(L, -1)) c->dlq_topics[k] = dupstr(lua_tostring(L, -1));
+      else {
+        size_t len = strlen(c->topics[k]) + 5;
+        c->dlq_topics[k] = malloc(len);
+        snprintf(c->dlq_topics[k], len, "%s.dlq", c->topics[k]);
+      }
+    }
+    lua_pop(L, 1);
+    int t = lua_getfield(L, ct, "dedupe");
+    c->dedupe = t == LUA_TNIL ? 1 : t == LUA_TFUNCTION ? 2 : 0;
+    lua_pop(L, 1);
+    lua_getfield(L, ct, "retry");
+    c->attempts = field_int(L, lua_gettop(L), "attempts", 5);
+    c->backoff_ms = field_i64(L, lua_gettop(L), "backoff_ms", 100);
+    c->max_backoff_ms = field_i64(L, lua_gettop(L), "max_backoff_ms", 30000);
+    lua_pop(L, 1);
+    lua_getfield(L, ct, "from");
+    c->from_end = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "end") == 0;
+    lua_pop(L, 1);
+    lua_getfield(L, ct, "limits");
+    c->instructions = field_i64(L, lua_gettop(L), "instructions", 50000000);
+    c->memory = (size_t)field_i64(L, lua_gettop(L), "memory", 64 << 20);
+    lua_pop(L, 1);
+    c->epochs = calloc(EDDY_EPOCH_SLOTS, sizeof *c->epochs);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return 0;
+}
+
+/* Creates the app's topics and the dlq topics, checks that every consumed
+ * topic exists, registers the consumers and builds the cursors. */
+static int prepare_store(eddy_runner *r, eddy_topic_config *topics,
+                         char **names, int ntopics) {
+  eddy_store *s = r->store;
+  for (int i = 0; i < ntopics; i++) {
+    int created = 0;
+    if (eddy_topic_ensure(s, names[i], &topics[i], &created) != 0) {
+      fprintf(stderr, "eddy run: %s: %s\n", r->app_file, eddy_store_errmsg(s));
+      return -1;
+    }
+    if (created)
+      eddy_logf("INFO", "created topic '%s' with %d partition%s", names[i],
+                topics[i].partitions, topics[i].partitions == 1 ? "" : "s");
+  }
+  int ncur = 0;
+  for (int i = 0; i < r->nconsumers; i++) {
+    eddy_consumer_def *c = &r->consumers[i];
+    for (int k = 0; k < c->ntopics; k++) {
+      eddy_topic_info t;
+      if (eddy_topic_get(s, c->topics[k], &t) != 0) {
+        fprintf(stderr, "eddy run: %s: consumer '%s' reads topic '%s', which the app "
+                "does not declare and the store does not have\n", c->file, c->name,
+                c->topics[k]);
+        return -1;
+      }
+      ncur += t.config.partitions;
+      eddy_topic_config dc;
+      eddy_topic_config_init(&dc);
+      dc.partitions = t.config.partitions;
+      int created = 0;
+      if (eddy_topic_ensure(s, c->dlq_topics[k], &dc, &created) != 0 &&
+          eddy_topic_get(s, c->dlq_topics[k], &t) != 0) {
+        fprintf(stderr, "eddy run: %s: consumer '%s': dead-letter topic: %s\n", c->file,
+                c->name, eddy_store_errmsg(s));
+        return -1;
+      }
+    }
+    if (eddy_consumer_register(s, c->name, &c->store_id) != 0) {
+      fprintf(stderr, "eddy run: %s\n", eddy_store_errmsg(s));
+      return -1;
+    }
+  }
+  r->cursors = calloc((size_t)ncur + 1, sizeof *r->cursors);
+  r->ncursors = 0;
+  for (int i = 0; i < r->nconsumers; i++) {
+    eddy_consumer_def *c = &r->consumers[i];
+    for (int k = 0; k < c->ntopics; k++) {
+      eddy_topic_info t;
+      eddy_topic_get(s, c->topics[k], &t);
+      for (int p = 0; p < t.config.partitions; p++) {
+        eddy_cursor *cu = &r->cursors[r->ncursors++];
+        cu->consumer = i;
+        cu->topic_index = k;
+        cu->topic = c->topics[k];
+        cu->topic_id = t.id;
+        cu->partition = p;
+        int64_t committed, start, end;
+        if (eddy_group_committed(s, c->name, c->topics[k], p, &committed) != 0 ||
+            eddy_log_offsets(s, c->topics[k], p, &start, &end) != 0) {
+          fprintf(stderr, "eddy run: %s\n", eddy_store_errmsg(s));
+          return -1;
+        }
+        if (committed < 0) committed = c->from_end ? end : start;
+        if (committed < start) {
+          eddy_logf("WARN", "consumer=%s topic=%s partition=%d offsets %" PRId64
+                    " to %" PRId64 " were removed by retention before they were "
+                    "handled", c->name, c->topics[k], p, committed, start - 1);
+          committed = start;
+        }
+        cu->next_read = cu->watermark = cu->end = cu->committed = committed;
+        if (eddy_done_offsets_load(s, c->name, t.id, p, committed, &cu->skip,
+                                   &cu->nskip) != 0) {
+          fprintf(stderr, "eddy run: %s\n", eddy_store_errmsg(s));
+          return -1;
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+/* ---- reading and routing ------------------------------------------------------ */
+
+static uint64_t route_hash(const eddy_job *j) {
+  uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)j->cursor->consumer * 0x9e3779b97f4a7c15ULL;
+  const unsigned char *p;
+  size_t n;
+  uint64_t part[2];
+  if (j->has_key) {
+    p = (const unsigned char *)j->key;
+    n = j->key_len;
+  } else {
+    /* Unkeyed: the partition is the key, so partition order holds. */
+    part[0] = (uint64_t)j->cursor->topic_id;
+    part[1] = (uint64_t)j->cursor->partition;
+    p = (const unsigned char *)part;
+    n = sizeof part;
+  }
+  for (size_t i = 0; i < n; i++) { h ^= p[i]; h *= 0x100000001b3ULL; }
+  return h ^ (h >> 29);
+}
+
+struct route {
+  eddy_runner *r;
+  eddy_cursor *c;
+  eddy_job **head, **tail;
+  int *count;
+  int64_t last;
+  int n;
+  int oom;
+};
+
+static int on_message(void *ud, const eddy_message *m) {
+  struct route *rt = ud;
+  eddy_cursor *c = rt->c;
+  rt->last = m->offset;
+  rt->n++;
+  while (c->skip_at < c->nskip && c->skip[c->skip_at] < m->offset) c->skip_at++;
+  if (c->skip_at < c->nskip && c->skip[c->skip_at] == m->offset) {
+    /* Finished before a restart: done already. */
+    uv_mutex_lock(&rt->r->track_mu);
+    eddy_cursor_add(c, m->offset);
+    eddy_cursor_mark_done(c, m->offset);
+    uv_mutex_unlock(&rt->r->track_mu);
+    return 0;
+  }
+  eddy_job *j = eddy_job_new(c, m->offset, m->timestamp, m->id, m->id_len, m->key,
+                             m->key_len, m->key != NULL, m->value, m->value_len,
+                             m->headers, m->headers_len);
+  if (!j) { rt->oom = 1; return 1; }
+  uv_mutex_lock(&rt->r->track_mu);
+  eddy_cursor_add(c, m->offset);
+  uv_mutex_unlock(&rt->r->track_mu);
+  int w = (int)(route_hash(j) % (uint64_t)rt->r->nworkers);
+  if (rt->tail[w]) rt->tail[w]->next = j; else rt->head[w] = j;
+  rt->tail[w] = j;
+  rt->count[w]++;
+  return 0;
+}
+
+static void schedule_again(eddy_runner *r);
+
+/* Reads what is new in every partition, up to the queue limit, and hands
+ * it to the workers. */
+static void pump(eddy_runner *r) {
+  if (r->stopping || r->failed) return;
+  int nw = r->nworkers;
+  eddy_job *head[64] = { 0 }, *tail[64] = { 0 };
+  int count[64] = { 0 };
+  int more = 0;
+  for (int i = 0; i < r->ncursors; i++) {
+    if (atomic_load(&r->queued) >= MAX_QUEUED_PER_WORKER * nw) { more = 1; break; }
+    eddy_cursor *c = &r->cursors[i];
+    struct route rt = { r, c, head, tail, count, -1, 0, 0 };
+    int got = eddy_log_fetch(r->store, c->topic, c->partition, c->next_read, CHUNK,
+                             on_message, &rt);
+    if (rt.n > 0) c->next_read = rt.last + 1;
+    if (rt.oom) { eddy_runner_fatal(r, "out of memory reading messages"); break; }
+    if (got < 0) {
+      eddy_runner_fatal(r, "%s", eddy_store_errmsg(r->store));
+      break;
+    }
+    c->caught_up = rt.n < CHUNK;
+    if (!c->caught_up) more = 1;
+  }
+  for (int w = 0; w < nw; w++)
+    eddy_worker_push(r->workers[w], head[w], tail[w], count[w]);
+  if (more) schedule_again(r);
+}
+
+static void on_again(uv_idle_t *h) {
+  eddy_runner *r = h->data;
+  uv_idle_stop(h);
+  r->again_on = 0;
+  pump(r);
+}
+
+static void schedule_again(eddy_runner *r) {
+  if (r->again_on) return;
+  r->again_on = 1;
+  uv_idle_start(&r->again, on_again);
+}
+
+/* ---- relay, watermarks, drain ---------------------------------------------------- */
+
+static int relay(eddy_runner *r) {
+  int64_t total = 0;
+  for (;;) {
+    int64_t n = 0;
+    uv_mutex_lock(&r->write_mu);
+    int rc = eddy_outbox_relay(r->store, RELAY_BATCH, 1, &n);
+    uv_mutex_unlock(&r->write_mu);
+    if (rc) {
+      if (rc == EDDY_ETIMEDOUT) {
+        eddy_logf("WARN", "outbox relay: %s (will retry)", eddy_store_errmsg(r->store));
+        return 0;
+      }
+      eddy_runner_fatal(r, "outbox relay: %s", eddy_store_errmsg(r->store));
+      return -1;
+    }
+    total += n;
+    if (n < RELAY_BATCH) break;
+  }
+  if (total) {
+    atomic_fetch_add(&r->n.relayed, total);
+    int64_t p = atomic_fetch_sub(&r->outbox_pending, total) - total;
+    if (p < 0) atomic_store(&r->outbox_pending, 0);
+    /* Consumers may follow the topics just written. */
+    for (int i = 0; i < r->ncursors; i++) r->cursors[i].caught_up = 0;
+  }
+  return 0;
+}
+
+/* Writes watermarks that advanced without a worker commit (skipped
+ * offsets). */
+static void flush_watermarks(eddy_runner *r) {
+  uv_mutex_lock(&r->write_mu);
+  int began = 0, rc = 0;
+  for (int i = 0; rc == 0 && i < r->ncursors; i++) {
+    eddy_cursor *c = &r->cursors[i];
+    uv_mutex_lock(&r->track_mu);
+    int64_t w = c->watermark;
+    uv_mutex_unlock(&r->track_mu);
+    if (w <= c->committed) continue;
+    if (!began) { rc = eddy_store_begin(r->store); began = rc == 0; }
+    const char *group = r->consumers[c->consumer].name;
+    if (rc == 0) rc = eddy_group_commit(r->store, group, c->topic, c->partition, w);
+    if (rc == 0) rc = eddy_done_offsets_clear(r->store, group, c->topic_id, c->partition, w);
+    if (rc == 0) c->committed = w;
+  }
+  if (began) {
+    if (rc == 0) rc = eddy_store_commit(r->store);
+    else eddy_store_rollback(r->store);
+  }
+  uv_mutex_unlock(&r->write_mu);
+  if (rc && rc != EDDY_ETIMEDOUT)
+    eddy_runner_fatal(r, "committing offsets: %s", eddy_store_errmsg(r->store));
+}
+
+static int drained(eddy_runner *r) {
+  if (atomic_load(&r->queued) || atomic_load(&r->parked)) return 0;
+  int64_t pending = 0;
+  if (eddy_outbox_count(r->store, &pending) != 0 || pending) return 0;
+  for (int i = 0; i < r->ncursors; i++) {
+    eddy_cursor *c = &r->cursors[i];
+    if (!c->caught_up) return 0;
+    uv_mutex_lock(&r->track_mu);
+    int busy = c->watermark != c->end;
+    uv_mutex_unlock(&r->track_mu);
+    if (busy) return 0;
+    int64_t start, end;
+    if (eddy_log_offsets(r->store, c->topic, c->partition, &start, &end) != 0) return 0;
+    if (end > c->next_read) { c->caught_up = 0; return 0; }
+  }
+  return 1;
+}
+
+static void tick(eddy_runner *r) {
+  if (r->failed || r->stopping) { uv_stop(r->loop); return; }
+  if (atomic_load(&r->outbox_pending) > 0 && relay(r) != 0) { uv_stop(r->loop); return; }
+  pump(r);
+  if (r->drain && !r->again_on && drained(r)) {
+    r->stopping = 1;
+    uv_stop(r->loop);
+  }
+}
+
+static void on_progress(uv_async_t *a) { tick(a->data); }
+
+static void on_poll(uv_timer_t *t) {
+  eddy_runner *r = t->data;
+  /* Work from other processes (producers, replays) shows up here. */
+  for (int i = 0; i < r->ncursors; i++) r->cursors[i].caught_up = 0;
+  int64_t pending = 0;
+  if (eddy_outbox_count(r->store, &pending) == 0 && pending)
+    atomic_store(&r->outbox_pending, pending);
+  tick(r);
+}
+
+static void on_housekeeping(uv_timer_t *t) {
+  eddy_runner *r = t->data;
+  flush_watermarks(r);
+  int64_t removed = 0;
+  uv_mutex_lock(&r->write_mu);
+  if (eddy_store_begin(r->store) == 0) {
+    if (eddy_dedupe_expire(r->store, eddy_now_ms() - r->dedupe_window_ms, &removed) == 0)
+      eddy_store_commit(r->store);
+    else
+      eddy_store_rollback(r->store);
+  }
+  uv_mutex_unlock(&r->write_mu);
+  if (removed) eddy_logf("INFO", "expired %" PRId64 " dedupe records", removed);
+}
+
+static void hard_exit(int sig) {
+  /* The second signal: leave now.  Everything committed is safe in the
+   * store; what was in flight runs again next time. */
+  static const char msg[] = "eddy run: second signal, exiting at once\n";
+  ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)w;
+  _exit(128 + sig);
+}
+
+static void on_signal(uv_signal_t *h, int sig) {
+  eddy_runner *r = h->data;
+  eddy_logf("INFO", "%s: finishing the work in flight, then stopping",
+            sig == SIGINT ? "SIGINT" : "SIGTERM");
+  r->stopping = 1;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = hard_exit;
+  uv_signal_stop(&r->sigint);
+  uv_signal_stop(&r->sigterm);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  uv_stop(r->loop);
+}
+
+/* ---- the run ------------------------------------------------------------------- */
+
+static void free_runner(eddy_runner *r) {
+  for (int i = 0; i < r->nconsumers; i++) {
+    eddy_consumer_def *c = &r->consumers[i];
+    free(c->name); free(c->file); free(c->version);
+    for (int k = 0; k < c->ntopics; k++) { free(c->topics[k]); free(c->dlq_topics[k]); }
+    free(c->topics); free(c->dlq_topics);
+    free((void *)c->epochs);
+  }
+  free(r->consumers);
+  for (int i = 0; i < r->ncursors; i++) { free(r->cursors[i].done); free(r->cursors[i].skip); }
+  free(r->cursors);
+  for (int i = 0; i < r->nhandler_files; i++) free(r->handler_files[i]);
+  free(r->handler_files);
+  free(r->workers);
+  free(r->data_dir);
+  free(r->app_dir);
+  free(r->app_file);
+  eddy_store_close(r->store);
+}
+
+static void close_cb(uv_handle_t *h) { (void)h; }
+
+int eddy_run(const eddy_run_options *o) {
+  eddy_runner rr;
+  eddy_runner *r = &rr;
+  memset(r, 0, sizeof *r);
+  uv_mutex_init(&r->write_mu);
+  uv_mutex_init(&r->track_mu);
+  r->drain = o->drain;
+  r->started_ms = eddy_now_ms();
+  int status = 1;
+  eddy_topic_config *topics = NULL;
+  char **topic_names = NULL;
+  int ntopics = 0;
+
+  lua_State *L = luaL_newstate();
+  if (!L) { fprintf(stderr, "eddy run: cannot make a Lua state\n"); return 1; }
+  luaL_openlibs(L);
+  int rc = load_app(r, o, L, &topics, &topic_names, &ntopics);
+  lua_close(L);
+  if (rc != 0) goto out;
+  if (r->nworkers > 64) r->nworkers = 64;
+
+  char err[512];
+  eddy_store_options so = { 1, 0 };
+  if (eddy_store_open(r->data_dir, &so, &r->store, err, sizeof err) != 0) {
+    fprintf(stderr, "eddy run: %s\n", err);
+    goto out;
+  }
+  if (prepare_store(r, topics, topic_names, ntopics) != 0) goto out;
+
+  r->loop = uv_default_loop();
+  uv_async_init(r->loop, &r->progress, on_progress);
+  r->progress.data = r;
+  r->workers = calloc((size_t)r->nworkers, sizeof *r->workers);
+  for (int i = 0; i < r->nworkers; i++) {
+    r->workers[i] = eddy_worker_start(r, i, err, sizeof err);
+    if (!r->workers[i]) {
+      fprintf(stderr, "eddy run: %s\n", err);
+      for (int k = 0; k < i; k++) eddy_worker_stop(r->workers[k]);
+      uv_close((uv_handle_t *)&r->progress, close_cb);
+      uv_run(r->loop, UV_RUN_DEFAULT);
+      goto out;
+    }
+  }
+  eddy_logf("INFO", "eddy run: app=%s data=%s workers=%d consumers=%d partitions=%d%s",
+            r->app_file, r->data_dir, r->nworkers, r->nconsumers, r->ncursors,
+            r->drain ? " (drain)" : "");
+  for (int i = 0; i < r->nconsumers; i++)
+    eddy_logf("INFO", "consumer=%s file=%s version=%s", r->consumers[i].name,
+              r->consumers[i].file, r->consumers[i].version);
+
+  uv_timer_init(r->loop, &r->poll);
+  r->poll.data = r;
+  uv_timer_init(r->loop, &r->housekeeping);
+  r->housekeeping.data = r;
+  uv_idle_init(r->loop, &r->again);
+  r->again.data = r;
+  uv_signal_init(r->loop, &r->sigint);
+  uv_signal_init(r->loop, &r->sigterm);
+  r->sigint.data = r->sigterm.data = r;
+  uv_signal_start(&r->sigint, on_signal, SIGINT);
+  uv_signal_start(&r->sigterm, on_signal, SIGTERM);
+  uv_timer_start(&r->poll, on_poll, POLL_MS, POLL_MS);
+  uv_timer_start(&r->housekeeping, on_housekeeping, 1000, HOUSEKEEPING_MS);
+
+  /* Outbox rows left by an earlier run go first. */
+  atomic_store(&r->outbox_pending, 1);
+  tick(r);
+  if (!r->stopping && !r->failed) uv_run(r->loop, UV_RUN_DEFAULT);
+
+  for (int i = 0; i < r->nworkers; i++) eddy_worker_stop(r->workers[i]);
+  if (!r->failed) {
+    flush_watermarks(r);
+    relay(r);
+  }
+  uv_close((uv_handle_t *)&r->poll, close_cb);
+  uv_close((uv_handle_t *)&r->housekeeping, close_cb);
+  uv_close((uv_handle_t *)&r->again, close_cb);
+  if (!uv_is_closing((uv_handle_t *)&r->sigint)) uv_close((uv_handle_t *)&r->sigint, close_cb);
+  if (!uv_is_closing((uv_handle_t *)&r->sigterm)) uv_close((uv_handle_t *)&r->sigterm, close_cb);
+  uv_close((uv_handle_t *)&r->progress, close_cb);
+  uv_run(r->loop, UV_RUN_DEFAULT);
+  uv_loop_close(r->loop);
+
+  double secs = (double)(eddy_now_ms() - r->started_ms) / 1000.0;
+  eddy_logf(r->failed ? "ERROR" : "INFO",
+            "eddy run: %s after %.1fs: received=%" PRId64 " handled=%" PRId64
+            " deduplicated=%" PRId64 " retried=%" PRId64 " quarantined=%" PRId64
+            " emitted=%" PRId64 " relayed=%" PRId64,
+            r->failed ? "failed" : "stopped", secs, atomic_load(&r->n.received),
+            atomic_load(&r->n.handled), atomic_load(&r->n.deduplicated),
+            atomic_load(&r->n.retried), atomic_load(&r->n.quarantined),
+            atomic_load(&r->n.emitted), atomic_load(&r->n.relayed));
+  if (r->failed) fprintf(stderr, "eddy run: %s\n", r->fatal);
+  else status = 0;
+out:
+  for (int i = 0; i < ntopics; i++) free(topic_names[i]);
+  free(topic_names);
+  free(topics);
+  free_runner(r);
+  uv_mutex_destroy(&r->write_mu);
+  uv_mutex_destroy(&r->track_mu);
+  return status;
+}

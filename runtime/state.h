@@ -1,0 +1,52 @@
+/*
+ * state.h - consumers' key/value state, and the registry of consumers.
+ *
+ * State values are JSON text, scoped per consumer.  Handlers write state
+ * through ctx.state; the writes commit in the transaction of the message
+ * that made them.
+ */
+#ifndef EDDY_STATE_H
+#define EDDY_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "store.h"
+
+/* The id of consumer name, registering it when new.  Returns 0 or a code. */
+int eddy_consumer_register(eddy_store *s, const char *name, int64_t *id);
+/* The id of a registered consumer: EDDY_ENOENT "unknown consumer 'x'". */
+int eddy_consumer_lookup(eddy_store *s, const char *name, int64_t *id);
+
+/* Reads key's value into value (replacing what it held).  Returns 1 when
+ * found, 0 when not, or a negative code. */
+int eddy_state_get(eddy_store *s, int64_t consumer_id, const char *key,
+                   size_t key_len, eddy_buf *value);
+
+/* Writes key's value (JSON text), or deletes it when value is NULL, in the
+ * open transaction. */
+int eddy_state_put(eddy_store *s, int64_t consumer_id, const char *key,
+                   size_t key_len, const char *value, size_t value_len,
+                   int64_t now_ms);
+
+/* Calls fn for each key of the consumer in key order; stops when fn
+ * returns non-zero. */
+int eddy_state_foreach(eddy_store *s, int64_t consumer_id,
+                       int (*fn)(void *ud, const char *key, size_t key_len,
+                                 const char *value, size_t value_len,
+                                 int64_t updated_at),
+                       void *ud);
+
+/* Dedupe records: 1 when consumer has recorded dkey, 0 when not. */
+int eddy_dedupe_seen(eddy_store *s, int64_t consumer_id, const char *dkey,
+                     size_t len);
+/* Records dkey in the open transaction: 1 when recorded now, 0 when it was
+ * there already (a duplicate), or a negative code. */
+int eddy_dedupe_record(eddy_store *s, int64_t consumer_id, const char *dkey,
+                       size_t len, int64_t now_ms);
+/* Removes dedupe records made before cutoff_ms.  Adds the count to
+ * *removed. */
+int eddy_dedupe_expire(eddy_store *s, int64_t cutoff_ms, int64_t *removed);
+
+#endif

@@ -1,0 +1,974 @@
+/*
+ * worker.c - a handler thread: its own Lua state, store connection and
+ * libuv loop.
+ *
+ * The runner routes every message of one key (of one consumer) to the same
+ * worker, which handles them one at a time in offset order.  A failing
+ * message parks its key: later messages of that key wait in the park while
+ * other keys go on, and a libuv timer brings the failed one back after its
+ * backoff.
+ *
+ * Effects are held back: a handler's state writes and emits are recorded
+ * in memory and applied when the batch commits, in one transaction with
+ * the dedupe records and the offsets.  A failed handler's effects are
+ * simply dropped.  Reads see the batch's own writes first (the overlay).
+ *
+ * State keys are not tied to message keys, so two workers may touch the
+ * same state key.  Every state read remembers the epoch of its key's slot;
+ * a commit bumps the slots it writes.  A batch whose reads meet a bumped
+ * slot is committed up to that message and the rest is handled again, so
+ * state updates are serializable, not just per key.
+ */
+#include "engine.h"
+#include "errors.h"
+#include "headers.h"
+#include "lctx.h"
+#include "log.h"
+#include "outbox.h"
+#include "quarantine.h"
+#include "retry.h"
+#include "state.h"
+#include "uuid.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <lauxlib.h>
+
+#define BATCH 512
+#define OVERLAY_SLOTS 8192        /* power of two, > 2 * BATCH writes */
+#define PARK_BUCKETS 1024
+
+typedef struct outcome {
+  eddy_job *job;
+  int kind;
+  int prev_attempt;            /* the job's failure record before this try, */
+  int64_t prev_first, prev_last; /* restored when it is handled again */
+  const char *dkey;
+  size_t dkey_len;
+  int first_write, nwrites;
+  int first_emit, nemits;
+  int first_read, nreads;
+} outcome;
+
+enum { O_DONE, O_DUP, O_QUARANTINE };
+
+typedef struct write_rec {
+  int consumer;
+  const char *key;
+  size_t key_len;
+  const char *value;   /* NULL: delete */
+  size_t value_len;
+} write_rec;
+
+typedef struct emit_rec {
+  const char *topic;
+  char id[EDDY_UUID_STRLEN + 1];
+  const char *key;
+  size_t key_len;
+  int has_key;
+  const char *value;
+  size_t value_len;
+  const unsigned char *headers;
+  size_t headers_len;
+} emit_rec;
+
+typedef struct read_rec {
+  int consumer;
+  uint32_t slot;
+  uint32_t epoch;
+} read_rec;
+
+typedef struct overlay_slot {
+  uint32_t gen;
+  int consumer;
+  uint64_t hash;
+  const char *key;
+  size_t key_len;
+  const char *value;   /* NULL: deleted in this batch */
+  size_t value_len;
+} overlay_slot;
+
+typedef struct park {
+  struct park *next;          /* bucket chain */
+  eddy_job *job;              /* the failed message */
+  eddy_job *wait_head, *wait_tail;
+  int consumer;
+  eddy_cursor *cursor;
+  uint64_t hash;
+  uv_timer_t timer;
+  eddy_worker *w;
+  int queued;                 /* job is back in the queue for its retry */
+} park;
+
+typedef struct arena_chunk {
+  struct arena_chunk *next;
+  size_t used, cap;
+  char data[];
+} arena_chunk;
+
+struct eddy_worker {
+  eddy_runner *r;
+  int index;
+  uv_thread_t thread;
+  uv_loop_t loop;
+  uv_async_t wake;
+  uv_idle_t work;
+  int working;
+  uv_mutex_t mu;
+  eddy_job *in_head, *in_tail;  /* under mu */
+  int stop;                     /* under mu */
+  eddy_job *q_head, *q_tail;    /* this thread only */
+  eddy_sandbox *sb;
+  eddy_store *store;
+  lctx_consumer *lc;            /* per consumer: Lua refs (lctx.c) */
+  park *parks[PARK_BUCKETS];
+  int nparked;
+  /* The batch being handled. */
+  outcome out[BATCH];
+  int nout;
+  write_rec *writes;
+  int nwrites, capwrites;
+  emit_rec *emits;
+  int nemits, capemits;
+  read_rec *reads;
+  int nreads, capreads;
+  overlay_slot overlay[OVERLAY_SLOTS];
+  uint32_t gen;
+  arena_chunk *arena;
+  eddy_job *current;            /* the job whose handler runs */
+  outcome *cur_out;
+  eddy_buf scratch;
+  uint64_t rnd_state;
+  char err[512];
+  int ready;                    /* 1 started, -1 failed (under mu) */
+  uv_cond_t ready_cv;
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static uint64_t fnv(const void *p, size_t n, uint64_t h) {
+  const unsigned char *s = p;
+  for (size_t i = 0; i < n; i++) { h ^= s[i]; h *= 0x100000001b3ULL; }
+  return h;
+}
+
+static uint64_t next_rand(eddy_worker *w) {
+  /* splitmix64: plenty for jitter. */
+  uint64_t z = (w->rnd_state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+static void *arena_alloc(eddy_worker *w, size_t n) {
+  n = (n + 7) & ~(size_t)7;
+  arena_chunk *c = w->arena;
+  if (!c || c->cap - c->used < n) {
+    size_t cap = n > 65536 ? n : 65536;
+    arena_chunk *nc = malloc(sizeof *nc + cap);
+    if (!nc) return NULL;
+    nc->next = c;
+    nc->used = 0;
+    nc->cap = cap;
+    w->arena = c = nc;
+  }
+  void *p = c->data + c->used;
+  c->used += n;
+  return p;
+}
+
+static const char *arena_dup(eddy_worker *w, const void *p, size_t n) {
+  char *d = arena_alloc(w, n + 1);
+  if (!d) return NULL;
+  if (n) memcpy(d, p, n);
+  d[n] = '\0';
+  return d;
+}
+
+/* Frees all chunks but the newest, and empties that one. */
+static void arena_reset(eddy_worker *w) {
+  arena_chunk *c = w->arena;
+  if (!c) return;
+  arena_chunk *rest = c->next;
+  c->next = NULL;
+  c->used = 0;
+  while (rest) { arena_chunk *n = rest->next; free(rest); rest = n; }
+}
+
+#define GROW(arr, n, cap)                                                  \
+  do {                                                                     \
+    if ((n) == (cap)) {                                                    \
+      int nc_ = (cap) ? (cap) * 2 : 256;                                   \
+      void *p_ = realloc((arr), (size_t)nc_ * sizeof *(arr));              \
+      if (!p_) return -1;                                                  \
+      (arr) = p_;                                                          \
+      (cap) = nc_;                                                         \
+    }                                                                      \
+  } while (0)
+
+eddy_job *eddy_job_new(eddy_cursor *c, int64_t offset, int64_t timestamp,
+                       const char *id, size_t id_len, const void *key,
+                       size_t key_len, int has_key, const void *value,
+                       size_t value_len, const void *headers,
+                       size_t headers_len) {
+  eddy_job *j = malloc(sizeof *j + id_len + key_len + value_len +
+                       headers_len + 4);
+  if (!j) return NULL;
+  memset(j, 0, sizeof *j);
+  char *at = (char *)(j + 1);
+  j->cursor = c;
+  j->offset = offset;
+  j->timestamp = timestamp;
+  j->id = at; memcpy(at, id, id_len); at[id_len] = '\0'; at += id_len + 1;
+  j->id_len = id_len;
+  j->has_key = has_key;
+  j->key = at; if (key_len) memcpy(at, key, key_len); at[key_len] = '\0';
+  at += key_len + 1;
+  j->key_len = key_len;
+  j->value = at; if (value_len) memcpy(at, value, value_len); at[value_len] = '\0';
+  at += value_len + 1;
+  j->value_len = value_len;
+  j->headers = at; if (headers_len) memcpy(at, headers, headers_len);
+  j->headers_len = headers_len;
+  return j;
+}
+
+void eddy_job_free(eddy_job *j) {
+  if (!j) return;
+  free(j->error);
+  free(j->traceback);
+  free(j->reason);
+  free(j);
+}
+
+static void set_str(char **dst, const char *s) {
+  free(*dst);
+  *dst = s ? strdup(s) : NULL;
+}
+
+/* ---- parks -------------------------------------------------------------- */
+
+static uint64_t park_hash(const eddy_job *j) {
+  uint64_t h = fnv(&j->cursor, sizeof j->cursor, 0xcbf29ce484222325ULL);
+  if (j->has_key) h = fnv(j->key, j->key_len, h ^ 1);
+  return h;
+}
+
+/* Unkeyed messages park their whole partition (for that consumer), which
+ * keeps partition order; keyed ones park their key. */
+static int same_park(const park *p, const eddy_job *j, uint64_t h) {
+  if (p->hash != h || p->cursor != j->cursor) return 0;
+  const eddy_job *f = p->job;
+  if (f->has_key != j->has_key) return 0;
+  if (!j->has_key) return 1;
+  return f->key_len == j->key_len && memcmp(f->key, j->key, j->key_len) == 0;
+}
+
+static park *park_find(eddy_worker *w, const eddy_job *j) {
+  uint64_t h = park_hash(j);
+  for (park *p = w->parks[h % PARK_BUCKETS]; p; p = p->next)
+    if (same_park(p, j, h)) return p;
+  return NULL;
+}
+
+static void queue_front(eddy_worker *w, eddy_job *head, eddy_job *tail) {
+  if (!head) return;
+  tail->next = w->q_head;
+  w->q_head = head;
+  if (!w->q_tail) w->q_tail = tail;
+}
+
+static void start_work(eddy_worker *w);
+
+static void on_retry_due(uv_timer_t *t) {
+  park *p = t->data;
+  eddy_worker *w = p->w;
+  p->queued = 1;
+  p->job->next = NULL;
+  queue_front(w, p->job, p->job);
+  start_work(w);
+}
+
+static void free_park(uv_handle_t *h) { free(h->data); }
+
+/* Removes park p; its waiting jobs go to the front of the queue, in order,
+ * so they come next. */
+static void park_release(eddy_worker *w, park *p) {
+  park **pp = &w->parks[p->hash % PARK_BUCKETS];
+  while (*pp != p) pp = &(*pp)->next;
+  *pp = p->next;
+  w->nparked--;
+  atomic_fetch_sub(&w->r->parked, 1);
+  queue_front(w, p->wait_head, p->wait_tail);
+  uv_timer_stop(&p->timer);
+  uv_close((uv_handle_t *)&p->timer, free_park);
+}
+
+/* ---- handler effects, called from lctx.c ---------------------------------- */
+
+eddy_job *eddy_worker_job(eddy_worker *w) { return w->current; }
+lua_State *eddy_worker_lua(eddy_worker *w) { return eddy_sandbox_state(w->sb); }
+eddy_runner *eddy_worker_runner(eddy_worker *w) { return w->r; }
+
+static overlay_slot *overlay_find(eddy_worker *w, int consumer, const char *key,
+                                  size_t len, uint64_t h, int insert) {
+  uint32_t i = (uint32_t)h & (OVERLAY_SLOTS - 1);
+  for (int n = 0; n < OVERLAY_SLOTS; n++, i = (i + 1) & (OVERLAY_SLOTS - 1)) {
+    overlay_slot *s = &w->overlay[i];
+    if (s->gen != w->gen) {
+      if (!insert) return NULL;
+      s->gen = w->gen;
+      s->consumer = consumer;
+      s->hash = h;
+      s->key = key;
+      s->key_len = len;
+      s->value = NULL;
+      return s;
+    }
+    if (s->hash == h && s->consumer == consumer && s->key_len == len &&
+        memcmp(s->key, key, len) == 0)
+      return s;
+  }
+  return NULL;
+}
+
+/* FNV-1a's upper bits hardly change with the last bytes of short keys:
+ * mix (murmur3's finalizer) before taking a slot. */
+static uint32_t epoch_slot(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return (uint32_t)(h % EDDY_EPOCH_SLOTS);
+}
+
+int eddy_worker_state_get(eddy_worker *w, int consumer, const char *key,
+                          size_t len, const char **value, size_t *value_len) {
+  uint64_t h = fnv(key, len, 0xcbf29ce484222325ULL);
+  overlay_slot *s = overlay_find(w, consumer, key, len, h, 0);
+  if (s) {
+    *value = s->value;
+    *value_len = s->value_len;
+    return s->value ? 1 : 0;
+  }
+  eddy_consumer_def *c = &w->r->consumers[consumer];
+  uint32_t slot = epoch_slot(h);
+  if (w->cur_out) {
+    GROW(w->reads, w->nreads, w->capreads);
+    w->reads[w->nreads++] = (read_rec){ consumer, slot,
+      atomic_load_explicit(&c->epochs[slot], memory_order_acquire) };
+    w->cur_out->nreads++;
+  }
+  int rc = eddy_state_get(w->store, c->store_id, key, len, &w->scratch);
+  if (rc < 0) return rc;
+  if (rc == 0) return 0;
+  *value = w->scratch.data;
+  *value_len = w->scratch.len;
+  return 1;
+}
+
+int eddy_worker_state_put(eddy_worker *w, int consumer, const char *key,
+                          size_t len, const char *value, size_t value_len) {
+  const char *k = arena_dup(w, key, len);
+  const char *v = value ? arena_dup(w, value, value_len) : NULL;
+  if (!k || (value && !v)) return -1;
+  uint64_t h = fnv(key, len, 0xcbf29ce484222325ULL);
+  overlay_slot *s = overlay_find(w, consumer, k, len, h, 1);
+  if (!s) return -1;  /* cannot happen: batches end well before it fills */
+  s->value = v;
+  s->value_len = value_len;
+  GROW(w->writes, w->nwrites, w->capwrites);
+  w->writes[w->nwrites++] = (write_rec){ consumer, k, len, v, value_len };
+  w->cur_out->nwrites++;
+  return 0;
+}
+
+int eddy_worker_emit(eddy_worker *w, const char *topic, const char *key,
+                     size_t key_len, int has_key, const char *value,
+                     size_t value_len, const eddy_header *user, size_t nuser,
+                     char id_out[EDDY_UUID_STRLEN + 1]) {
+  eddy_job *j = w->current;
+  /* Correlation: inherited, else the consumed message's id.  Causation:
+   * the consumed message.  traceparent: same trace, a new span. */
+  size_t clen = 0;
+  const char *corr = eddy_headers_get(j->headers, j->headers_len,
+                                      "eddy-correlation-id", &clen);
+  if (!corr) { corr = j->id; clen = j->id_len; }
+  char trace[56];
+  size_t tlen = 0;
+  const char *tp = eddy_headers_get(j->headers, j->headers_len, "traceparent", &tlen);
+  char trace_id[33];
+  if (tp && tlen == 55 && tp[2] == '-' && tp[35] == '-') {
+    memcpy(trace_id, tp + 3, 32);
+  } else {
+    uint64_t a = next_rand(w), b = next_rand(w);
+    snprintf(trace_id, sizeof trace_id, "%016" PRIx64 "%016" PRIx64, a, b);
+  }
+  trace_id[32] = '\0';
+  snprintf(trace, sizeof trace, "00-%s-%016" PRIx64 "-01", trace_id,
+           next_rand(w) | 1);
+  eddy_header hs[64 + 3];
+  size_t n = 0;
+  for (size_t i = 0; i < nuser && n < 64; i++) {
+    if ((user[i].name_len == 19 && memcmp(user[i].name, "eddy-correlation-id", 19) == 0) ||
+        (user[i].name_len == 17 && memcmp(user[i].name, "eddy-causation-id", 17) == 0) ||
+        (user[i].name_len == 11 && memcmp(user[i].name, "traceparent", 11) == 0))
+      continue;
+    hs[n++] = user[i];
+  }
+  hs[n++] = (eddy_header){ "eddy-correlation-id", 19, corr, clen };
+  hs[n++] = (eddy_header){ "eddy-causation-id", 17, j->id, j->id_len };
+  hs[n++] = (eddy_header){ "traceparent", 11, trace, strlen(trace) };
+  size_t hsize = eddy_headers_size(hs, n);
+  unsigned char *hb = arena_alloc(w, hsize ? hsize : 1);
+  const char *t = arena_dup(w, topic, strlen(topic));
+  const char *k = has_key ? arena_dup(w, key, key_len) : NULL;
+  const char *v = arena_dup(w, value, value_len);
+  if (!hb || !t || (has_key && !k) || !v) return -1;
+  eddy_headers_encode(hs, n, hb);
+  GROW(w->emits, w->nemits, w->capemits);
+  emit_rec *e = &w->emits[w->nemits++];
+  e->topic = t;
+  eddy_uuid_v7(e->id);
+  e->key = k;
+  e->key_len = key_len;
+  e->has_key = has_key;
+  e->value = v;
+  e->value_len = value_len;
+  e->headers = hb;
+  e->headers_len = hsize;
+  w->cur_out->nemits++;
+  if (id_out) memcpy(id_out, e->id, sizeof e->id);
+  return 0;
+}
+
+/* ---- handling one message ------------------------------------------------- */
+
+/* Drops the effects recorded for the running handler. */
+static void drop_effects(eddy_worker *w, outcome *o) {
+  w->nwrites = o->first_write;
+  w->nemits = o->first_emit;
+  w->nreads = o->first_read;
+  o->nwrites = o->nemits = o->nreads = 0;
+  /* The overlay may hold this handler's writes: rebuild it from the
+   * writes that stay (rare: only after a failure). */
+  w->gen++;
+  for (int i = 0; i < w->nwrites; i++) {
+    write_rec *wr = &w->writes[i];
+    uint64_t h = fnv(wr->key, wr->key_len, 0xcbf29ce484222325ULL);
+    overlay_slot *s = overlay_find(w, wr->consumer, wr->key, wr->key_len, h, 1);
+    if (s) { s->value = wr->value; s->value_len = wr->value_len; }
+  }
+}
+
+enum { H_DONE, H_DUP, H_QUARANTINE, H_PARKED, H_FATAL };
+
+static int in_batch_dup(eddy_worker *w, int consumer, const char *dkey, size_t n) {
+  for (int i = 0; i < w->nout; i++) {
+    outcome *o = &w->out[i];
+    if (o->dkey && o->job->cursor->consumer == consumer && o->dkey_len == n &&
+        memcmp(o->dkey, dkey, n) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* Records a failure on the job and decides: park for a retry, or
+ * quarantine. */
+static int failed(eddy_worker *w, eddy_job *j, const eddy_failure *f) {
+  eddy_runner *r = w->r;
+  eddy_consumer_def *c = &r->consumers[j->cursor->consumer];
+  int64_t now = eddy_now_ms();
+  j->attempt++;
+  if (!j->first_failure) j->first_failure = now;
+  j->last_failure = now;
+  set_str(&j->error, f->error);
+  set_str(&j->traceback, f->traceback);
+  set_str(&j->reason, f->reason);
+  atomic_fetch_add(&r->n.failed, 1);
+  if (f->permanent || j->attempt >= c->attempts) return H_QUARANTINE;
+  atomic_fetch_add(&r->n.retried, 1);
+  eddy_logf("WARN", "consumer=%s id=%s topic=%s partition=%d offset=%" PRId64
+            " attempt=%d retrying: %s", c->name, j->id, j->cursor->topic,
+            j->cursor->partition, j->offset, j->attempt, f->error);
+  return H_PARKED;
+}
+
+static void schedule_retry(eddy_worker *w, eddy_job *j, park *p) {
+  eddy_consumer_def *c = &w->r->consumers[j->cursor->consumer];
+  if (!p) {
+    p = calloc(1, sizeof *p);
+    if (!p) { eddy_runner_fatal(w->r, "out of memory parking a message"); return; }
+    p->job = j;
+    p->cursor = j->cursor;
+    p->consumer = j->cursor->consumer;
+    p->hash = park_hash(j);
+    p->w = w;
+    uv_timer_init(&w->loop, &p->timer);
+    p->timer.data = p;
+    park **b = &w->parks[p->hash % PARK_BUCKETS];
+    p->next = *b;
+    *b = p;
+    w->nparked++;
+    atomic_fetch_add(&w->r->parked, 1);
+  }
+  p->queued = 0;
+  int64_t delay = eddy_retry_delay(c->backoff_ms, c->max_backoff_ms, j->attempt,
+                                   next_rand(w));
+  uv_timer_start(&p->timer, on_retry_due, (uint64_t)delay, 0);
+}
+
+/* Handles job j: dedupe, the handler, the outcome.  Returns H_*. */
+static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
+  eddy_runner *r = w->r;
+  int ci = j->cursor->consumer;
+  eddy_consumer_def *c = &r->consumers[ci];
+  lua_State *L = eddy_sandbox_state(w->sb);
+  memset(o, 0, sizeof *o);
+  o->job = j;
+  o->prev_attempt = j->attempt;
+  o->prev_first = j->first_failure;
+  o->prev_last = j->last_failure;
+  o->first_write = w->nwrites;
+  o->first_emit = w->nemits;
+  o->first_read = w->nreads;
+  w->current = j;
+  w->cur_out = o;
+  eddy_sandbox_limits(w->sb, c->instructions, c->memory);
+  eddy_failure f;
+  int top = lua_gettop(L);
+
+  lctx_push_msg(L, j);
+  int msg = lua_gettop(L);
+  /* The dedupe key. */
+  if (c->dedupe == 1) {
+    o->dkey = j->id;
+    o->dkey_len = j->id_len;
+  } else if (c->dedupe == 2) {
+    lctx_push_dedupe(L, &w->lc[ci]);
+    lua_pushvalue(L, msg);
+    if (eddy_sandbox_call(w->sb, 1, 1, &f) != 0) {
+      lctx_invalidate_msg(L, msg);
+      lua_settop(L, top);
+      w->current = NULL;
+      w->cur_out = NULL;
+      drop_effects(w, o);
+      return failed(w, j, &f);
+    }
+    size_t n = 0;
+    const char *k = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER
+                      ? lua_tolstring(L, -1, &n) : NULL;
+    if (k) {
+      o->dkey = arena_dup(w, k, n);
+      o->dkey_len = n;
+    }
+    lua_pop(L, 1);
+  }
+  if (o->dkey) {
+    int seen = in_batch_dup(w, ci, o->dkey, o->dkey_len);
+    if (!seen) seen = eddy_dedupe_seen(w->store, c->store_id, o->dkey, o->dkey_len);
+    if (seen < 0) {
+      lctx_invalidate_msg(L, msg);
+      lua_settop(L, top);
+      eddy_runner_fatal(r, "%s", eddy_store_errmsg(w->store));
+      return H_FATAL;
+    }
+    if (seen) {
+      lctx_invalidate_msg(L, msg);
+      lua_settop(L, top);
+      w->current = NULL;
+      w->cur_out = NULL;
+      o->kind = O_DUP;
+      atomic_fetch_add(&r->n.deduplicated, 1);
+      return H_DUP;
+    }
+  }
+  lctx_push_handle(L, &w->lc[ci]);
+  lua_pushvalue(L, msg);
+  lctx_push_ctx(L, &w->lc[ci], j->attempt + 1);
+  int rc = eddy_sandbox_call(w->sb, 2, 0, &f);
+  lctx_invalidate_msg(L, msg);
+  lua_settop(L, top);
+  w->current = NULL;
+  w->cur_out = NULL;
+  if (rc != 0) {
+    drop_effects(w, o);
+    return failed(w, j, &f);
+  }
+  o->kind = O_DONE;
+  return H_DONE;
+}
+
+/* ---- committing a batch --------------------------------------------------- */
+
+typedef struct touched {
+  eddy_cursor *c;
+  int64_t watermark;
+} touched;
+
+static int commit_batch(eddy_worker *w, int *conflict_at) {
+  eddy_runner *r = w->r;
+  eddy_store *s = w->store;
+  int n = w->nout, limit = n;
+  *conflict_at = -1;
+  if (n == 0) return 0;
+  int64_t now = eddy_now_ms();
+  int64_t emitted = 0, quarantined = 0, handled = 0, late_dups = 0;
+  uv_mutex_lock(&r->write_mu);
+  int rc = eddy_store_begin(s);
+  for (int i = 0; rc == 0 && i < n; i++) {
+    outcome *o = &w->out[i];
+    eddy_job *j = o->job;
+    eddy_consumer_def *c = &r->consumers[j->cursor->consumer];
+    if (o->kind == O_DONE) {
+      for (int k = 0; k < o->nreads; k++) {
+        read_rec *rr = &w->reads[o->first_read + k];
+        if (atomic_load_explicit(&r->consumers[rr->consumer].epochs[rr->slot],
+                                 memory_order_acquire) != rr->epoch) {
+          *conflict_at = i;
+          break;
+        }
+      }
+      if (*conflict_at >= 0) { limit = i; break; }
+      if (o->dkey) {
+        int rec = eddy_dedupe_record(s, c->store_id, o->dkey, o->dkey_len, now);
+        if (rec < 0) { rc = rec; break; }
+        if (rec == 0) { o->kind = O_DUP; late_dups++; continue; }
+      }
+      for (int k = 0; rc == 0 && k < o->nwrites; k++) {
+        write_rec *wr = &w->writes[o->first_write + k];
+        rc = eddy_state_put(s, r->consumers[wr->consumer].store_id, wr->key,
+                            wr->key_len, wr->value, wr->value_len, now);
+      }
+      for (int k = 0; rc == 0 && k < o->nemits; k++) {
+        emit_rec *e = &w->emits[o->first_emit + k];
+        rc = eddy_outbox_add(s, e->topic, e->id, e->key, e->key_len, e->has_key,
+                             e->value, e->value_len, e->headers, e->headers_len, now);
+        emitted++;
+      }
+      handled++;
+    } else if (o->kind == O_QUARANTINE) {
+      eddy_dlq_entry e;
+      memset(&e, 0, sizeof e);
+      e.consumer = c->name;
+      e.id = j->id;
+      e.topic = j->cursor->topic;
+      e.partition = j->cursor->partition;
+      e.offset = j->offset;
+      e.key = j->has_key ? j->key : NULL;
+      e.key_len = j->key_len;
+      e.has_key = j->has_key;
+      e.value = j->value;
+      e.value_len = j->value_len;
+      e.headers = j->headers;
+      e.headers_len = j->headers_len;
+      e.timestamp = j->timestamp;
+      e.reason = j->reason ? j->reason : "error";
+      e.error = j->error ? j->error : "";
+      e.traceback = j->traceback;
+      e.attempts = j->attempt;
+      e.first_failure = j->first_failure;
+      e.last_failure = j->last_failure;
+      e.version = c->version;
+      e.dlq_topic = c->dlq_topics[j->cursor->topic_index];
+      rc = eddy_dlq_add(s, &e);
+      quarantined++;
+    }
+  }
+  /* Offsets: mark done, find each touched partition's new watermark. */
+  touched t[BATCH];
+  int nt = 0;
+  if (rc == 0) {
+    uv_mutex_lock(&r->track_mu);
+    for (int i = 0; i < limit; i++) {
+      eddy_cursor *c = w->out[i].job->cursor;
+      eddy_cursor_mark_done(c, w->out[i].job->offset);
+      int k = 0;
+      while (k < nt && t[k].c != c) k++;
+      if (k == nt) t[nt++].c = c;
+    }
+    for (int k = 0; k < nt; k++) t[k].watermark = t[k].c->watermark;
+    uv_mutex_unlock(&r->track_mu);
+  }
+  for (int k = 0; rc == 0 && k < nt; k++) {
+    eddy_cursor *c = t[k].c;
+    const char *group = r->consumers[c->consumer].name;
+    if (t[k].watermark > c->committed) {
+      rc = eddy_group_commit(s, group, c->topic, c->partition, t[k].watermark);
+      if (rc == 0) rc = eddy_done_offsets_clear(s, group, c->topic_id, c->partition,
+                                                 t[k].watermark);
+    }
+    for (int i = 0; rc == 0 && i < limit; i++) {
+      eddy_job *j = w->out[i].job;
+      if (j->cursor == c && j->offset >= t[k].watermark)
+        rc = eddy_done_offsets_add(s, group, c->topic_id, c->partition, j->offset);
+    }
+  }
+  if (rc == 0) rc = eddy_store_commit(s);
+  else eddy_store_rollback(s);
+  if (rc == 0) {
+    for (int k = 0; k < nt; k++)
+      if (t[k].watermark > t[k].c->committed) t[k].c->committed = t[k].watermark;
+    for (int i = 0; i < limit; i++) {
+      outcome *o = &w->out[i];
+      if (o->kind != O_DONE) continue;
+      for (int k = 0; k < o->nwrites; k++) {
+        write_rec *wr = &w->writes[o->first_write + k];
+        uint64_t h = fnv(wr->key, wr->key_len, 0xcbf29ce484222325ULL);
+        atomic_fetch_add_explicit(&r->consumers[wr->consumer].epochs[epoch_slot(h)],
+                                  1, memory_order_release);
+      }
+    }
+  }
+  uv_mutex_unlock(&r->write_mu);
+  if (rc) {
+    eddy_runner_fatal(r, "%s", eddy_store_errmsg(s));
+    return rc;
+  }
+  atomic_fetch_add(&r->n.handled, handled);
+  atomic_fetch_add(&r->n.quarantined, quarantined);
+  atomic_fetch_add(&r->n.deduplicated, late_dups);
+  atomic_fetch_add(&r->n.emitted, emitted);
+  if (emitted) atomic_fetch_add(&r->outbox_pending, emitted);
+  for (int i = 0; i < limit; i++) {
+    outcome *o = &w->out[i];
+    if (o->kind == O_QUARANTINE) {
+      eddy_consumer_def *c = &r->consumers[o->job->cursor->consumer];
+      eddy_logf("ERROR", "consumer=%s id=%s topic=%s partition=%d offset=%" PRId64
+                " attempts=%d quarantined to %s: %s", c->name, o->job->id,
+                o->job->cursor->topic, o->job->cursor->partition, o->job->offset,
+                o->job->attempt, c->dlq_topics[o->job->cursor->topic_index],
+                o->job->error ? o->job->error : "");
+    }
+  }
+  return 0;
+}
+
+/* ---- the batch loop -------------------------------------------------------- */
+
+static void end_batch(eddy_worker *w) {
+  int conflict_at;
+  int rc = commit_batch(w, &conflict_at);
+  int limit = conflict_at >= 0 ? conflict_at : w->nout;
+  if (rc == 0) {
+    /* Jobs after a conflict are handled again, in their order. */
+    if (conflict_at >= 0) {
+      eddy_job *head = NULL, *tail = NULL;
+      for (int i = conflict_at; i < w->nout; i++) {
+        eddy_job *j = w->out[i].job;
+        /* This try did not count: it saw state that changed under it. */
+        j->attempt = w->out[i].prev_attempt;
+        j->first_failure = w->out[i].prev_first;
+        j->last_failure = w->out[i].prev_last;
+        j->next = NULL;
+        if (tail) tail->next = j; else head = j;
+        tail = j;
+      }
+      queue_front(w, head, tail);
+    }
+    for (int i = 0; i < limit; i++) eddy_job_free(w->out[i].job);
+    atomic_fetch_sub(&w->r->queued, limit);
+    uv_async_send(&w->r->progress);
+  }
+  w->nout = w->nwrites = w->nemits = w->nreads = 0;
+  w->gen++;
+  arena_reset(w);
+}
+
+static void process(uv_idle_t *h) {
+  eddy_worker *w = h->data;
+  if (w->r->failed) { uv_idle_stop(h); w->working = 0; return; }
+  while (w->q_head && w->nout < BATCH && w->nwrites < OVERLAY_SLOTS / 2 - 64) {
+    eddy_job *j = w->q_head;
+    w->q_head = j->next;
+    if (!w->q_head) w->q_tail = NULL;
+    j->next = NULL;
+    park *p = park_find(w, j);
+    if (p && p->job != j) {
+      if (p->wait_tail) p->wait_tail->next = j; else p->wait_head = j;
+      p->wait_tail = j;
+      continue;
+    }
+    int hr = handle(w, j, &w->out[w->nout]);
+    if (hr == H_FATAL) break;
+    if (hr == H_PARKED) {
+      schedule_retry(w, j, p);
+      continue;
+    }
+    if (hr == H_QUARANTINE) w->out[w->nout].kind = O_QUARANTINE;
+    w->nout++;
+    if (p) park_release(w, p);  /* the retried message is through */
+  }
+  end_batch(w);
+  if (!w->q_head) {
+    uv_idle_stop(h);
+    w->working = 0;
+  }
+}
+
+static void start_work(eddy_worker *w) {
+  if (w->working) return;
+  w->working = 1;
+  uv_idle_start(&w->work, process);
+}
+
+static void close_park(uv_handle_t *h) {
+  park *p = h->data;
+  eddy_job *j = p->wait_head;
+  while (j) { eddy_job *n = j->next; eddy_job_free(j); j = n; }
+  if (!p->queued) eddy_job_free(p->job);
+  free(p);
+}
+
+static void close_all(eddy_worker *w) {
+  /* Queued and parked jobs are not committed: the next run reads them
+   * again from the stored offsets. */
+  for (int b = 0; b < PARK_BUCKETS; b++) {
+    park *p = w->parks[b];
+    while (p) {
+      park *n = p->next;
+      uv_timer_stop(&p->timer);
+      uv_close((uv_handle_t *)&p->timer, close_park);
+      p = n;
+    }
+    w->parks[b] = NULL;
+  }
+  eddy_job *j = w->q_head;
+  while (j) { eddy_job *n = j->next; eddy_job_free(j); j = n; }
+  w->q_head = w->q_tail = NULL;
+  uv_mutex_lock(&w->mu);
+  j = w->in_head;
+  w->in_head = w->in_tail = NULL;
+  uv_mutex_unlock(&w->mu);
+  while (j) { eddy_job *n = j->next; eddy_job_free(j); j = n; }
+  uv_idle_stop(&w->work);
+  uv_close((uv_handle_t *)&w->work, NULL);
+  uv_close((uv_handle_t *)&w->wake, NULL);
+}
+
+static void on_wake(uv_async_t *a) {
+  eddy_worker *w = a->data;
+  uv_mutex_lock(&w->mu);
+  eddy_job *head = w->in_head, *tail = w->in_tail;
+  w->in_head = w->in_tail = NULL;
+  int stop = w->stop;
+  uv_mutex_unlock(&w->mu);
+  if (head) {
+    if (w->q_tail) w->q_tail->next = head; else w->q_head = head;
+    w->q_tail = tail;
+  }
+  if (stop) {
+    /* Finish nothing new: the batch in hand was committed when process()
+     * returned, as every batch is. */
+    close_all(w);
+    return;
+  }
+  if (w->q_head) start_work(w);
+}
+
+void eddy_worker_push(eddy_worker *w, eddy_job *head, eddy_job *tail, int n) {
+  if (!head) return;
+  atomic_fetch_add(&w->r->queued, n);
+  atomic_fetch_add(&w->r->n.received, n);
+  uv_mutex_lock(&w->mu);
+  if (w->in_tail) w->in_tail->next = head; else w->in_head = head;
+  w->in_tail = tail;
+  uv_mutex_unlock(&w->mu);
+  uv_async_send(&w->wake);
+}
+
+static void set_ready(eddy_worker *w, int v) {
+  uv_mutex_lock(&w->mu);
+  w->ready = v;
+  uv_cond_signal(&w->ready_cv);
+  uv_mutex_unlock(&w->mu);
+}
+
+static void run(void *arg) {
+  eddy_worker *w = arg;
+  eddy_store_options o = { 0, 0 };
+  if (eddy_store_open(w->r->data_dir, &o, &w->store, w->err, sizeof w->err) != 0) {
+    set_ready(w, -1);
+    return;
+  }
+  w->sb = eddy_sandbox_new(w->err, sizeof w->err);
+  if (!w->sb) { set_ready(w, -1); return; }
+  w->lc = lctx_load(w, w->sb, w->r, w->err, sizeof w->err);
+  if (!w->lc) { set_ready(w, -1); return; }
+  if (uv_loop_init(&w->loop) != 0) {
+    snprintf(w->err, sizeof w->err, "cannot start an event loop");
+    set_ready(w, -1);
+    return;
+  }
+  uv_async_init(&w->loop, &w->wake, on_wake);
+  w->wake.data = w;
+  uv_idle_init(&w->loop, &w->work);
+  w->work.data = w;
+  set_ready(w, 1);
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&w->loop);
+}
+
+eddy_worker *eddy_worker_start(eddy_runner *r, int index, char *err,
+                               size_t errlen) {
+  eddy_worker *w = calloc(1, sizeof *w);
+  if (!w) { snprintf(err, errlen, "out of memory"); return NULL; }
+  w->r = r;
+  w->index = index;
+  w->gen = 1;
+  if (getrandom(&w->rnd_state, sizeof w->rnd_state, 0) != sizeof w->rnd_state)
+    w->rnd_state = (uint64_t)eddy_now_ms() ^ (uint64_t)index;
+  uv_mutex_init(&w->mu);
+  uv_cond_init(&w->ready_cv);
+  if (uv_thread_create(&w->thread, run, w) != 0) {
+    snprintf(err, errlen, "cannot start worker thread %d", index);
+    uv_cond_destroy(&w->ready_cv);
+    uv_mutex_destroy(&w->mu);
+    free(w);
+    return NULL;
+  }
+  uv_mutex_lock(&w->mu);
+  while (w->ready == 0) uv_cond_wait(&w->ready_cv, &w->mu);
+  int ok = w->ready == 1;
+  uv_mutex_unlock(&w->mu);
+  if (!ok) {
+    snprintf(err, errlen, "%s", w->err);
+    uv_thread_join(&w->thread);
+    lctx_free(w->lc, r);
+    eddy_sandbox_free(w->sb);
+    eddy_store_close(w->store);
+    eddy_buf_free(&w->scratch);
+    uv_cond_destroy(&w->ready_cv);
+    uv_mutex_destroy(&w->mu);
+    free(w);
+    return NULL;
+  }
+  return w;
+}
+
+void eddy_worker_stop(eddy_worker *w) {
+  if (!w) return;
+  uv_mutex_lock(&w->mu);
+  w->stop = 1;
+  uv_mutex_unlock(&w->mu);
+  uv_async_send(&w->wake);
+  uv_thread_join(&w->thread);
+  lctx_free(w->lc, w->r);
+  eddy_sandbox_free(w->sb);
+  eddy_store_close(w->store);
+  eddy_buf_free(&w->scratch);
+  arena_reset(w);
+  free(w->arena);
+  free(w->writes);
+  free(w->emits);
+  free(w->reads);
+  uv_cond_destroy(&w->ready_cv);
+  uv_mutex_destroy(&w->mu);
+  free(w);
+}
