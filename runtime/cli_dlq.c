@@ -126,7 +126,7 @@ static const eddy_cli_opt list_opts[] = {
 };
 
 const eddy_cli_cmd eddy_cmd_dlq_list = {
-  "dlq list", "[--consumer C] [--json]", "list quarantined messages",
+  "dlq list", "[--consumer C] [--all] [--json]", "list quarantined messages",
   "Lists the messages consumers quarantined and did not replay yet (--all:\n"
   "those too), oldest first.  SEQ names an entry for show, replay and purge;\n"
   "a message id does too.\n",

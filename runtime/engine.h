@@ -20,7 +20,7 @@ typedef struct eddy_runner eddy_runner;
 typedef struct eddy_worker eddy_worker;
 
 /* The slots of a consumer's state-key epoch table (see worker.c). */
-#define EDDY_EPOCH_SLOTS 4096
+#define EDDY_EPOCH_SLOTS 65536
 
 /* What the runtime needs to know of a consumer; its Lua functions live in
  * each worker's own state. */
@@ -38,7 +38,9 @@ typedef struct eddy_consumer_def {
   int from_end;
   int64_t instructions;
   size_t memory;
-  _Atomic uint32_t *epochs; /* EDDY_EPOCH_SLOTS */
+  /* Per slot of state keys: the commit sequence number (runner's
+   * commit_seq) of the last commit that wrote a key of that slot. */
+  _Atomic uint64_t *slot_seq; /* EDDY_EPOCH_SLOTS */
 } eddy_consumer_def;
 
 /* One partition of one topic as one consumer reads it. */
@@ -89,7 +91,7 @@ void eddy_job_free(eddy_job *j);
 /* Counters of one run (atomics: workers add, the runner reads). */
 typedef struct eddy_counters {
   _Atomic int64_t received, handled, failed, retried, deduplicated,
-    quarantined, emitted, relayed;
+    quarantined, emitted, relayed, conflicts;
 } eddy_counters;
 
 struct eddy_runner {
@@ -119,6 +121,7 @@ struct eddy_runner {
   _Atomic int64_t outbox_pending; /* rows written, not yet relayed */
   _Atomic int queued;           /* jobs in workers (queued, running, parked) */
   _Atomic int parked;           /* jobs waiting for a retry timer */
+  _Atomic uint64_t commit_seq;  /* workers' commits so far (write_mu) */
   eddy_counters n;
   int64_t started_ms;
   int64_t dedupe_window_ms;

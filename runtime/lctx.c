@@ -8,6 +8,7 @@
 #include "lctx.h"
 #include "errors.h"
 #include "log.h"
+#include "ljson.h"
 #include "quarantine.h"
 
 #include <inttypes.h>
@@ -32,6 +33,14 @@ static const char *state_key(lua_State *L, int idx, size_t *n) {
   int t = lua_type(L, idx);
   if (t != LUA_TSTRING && t != LUA_TNUMBER)
     luaL_error(L, "ctx.state: key must be a string, got %s", luaL_typename(L, idx));
+  if (t == LUA_TNUMBER && !lua_isinteger(L, idx)) {
+    /* 1.0 and 1 are one key, as they are one table key in Lua. */
+    lua_Number d = lua_tonumber(L, idx);
+    if (d == (lua_Number)(lua_Integer)d) {
+      lua_pushinteger(L, (lua_Integer)d);
+      lua_replace(L, idx);
+    }
+  }
   const char *k = lua_tolstring(L, idx, n);
   if (*n == 0) luaL_error(L, "ctx.state: key is empty");
   return k;
@@ -75,14 +84,12 @@ static int put(lua_State *L, int del) {
       return luaL_error(L, "not enough memory");
     return 0;
   }
-  lua_getfield(L, LUA_REGISTRYINDEX, "eddy.json_encode");
-  lua_pushvalue(L, 3);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-    return luaL_error(L, "ctx.state:set('%s'): value is not JSON-able (%s)", k,
-                      lua_tostring(L, -1));
-  size_t vl;
-  const char *v = lua_tolstring(L, -1, &vl);
-  if (eddy_worker_state_put(w, s->consumer, k, n, v, vl) != 0)
+  eddy_buf *b = eddy_worker_json_buf(w);
+  char why[160];
+  eddy_buf_reset(b);
+  if (eddy_json_encode(L, 3, b, why, sizeof why) != 0)
+    return luaL_error(L, "ctx.state:set('%s'): value is not JSON-able: %s", k, why);
+  if (eddy_worker_state_put(w, s->consumer, k, n, b->data, b->len) != 0)
     return luaL_error(L, "not enough memory");
   return 0;
 }
@@ -160,10 +167,13 @@ static int ctx_emit(lua_State *L) {
   (void)key_idx;
   t = lua_getfield(L, spec, "value");
   if (t == LUA_TTABLE) {
-    lua_getfield(L, LUA_REGISTRYINDEX, "eddy.json_encode");
-    lua_insert(L, -2);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-      return luaL_error(L, "ctx:emit: value is not JSON-able (%s)", lua_tostring(L, -1));
+    eddy_buf *b = eddy_worker_json_buf(w);
+    char why[160];
+    eddy_buf_reset(b);
+    if (eddy_json_encode(L, -1, b, why, sizeof why) != 0)
+      return luaL_error(L, "ctx:emit: value is not JSON-able: %s", why);
+    lua_pop(L, 1);
+    lua_pushlstring(L, b->data, b->len);
   } else if (t == LUA_TNIL) {
     return luaL_error(L, "ctx:emit: value is missing");
   } else if (t != LUA_TSTRING && t != LUA_TNUMBER) {

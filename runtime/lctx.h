@@ -45,6 +45,8 @@ void lmsg_setup(lua_State *L);
 /* Worker services the bindings use (worker.c). */
 eddy_job *eddy_worker_job(eddy_worker *w);
 eddy_runner *eddy_worker_runner(eddy_worker *w);
+/* A buffer for JSON text, reused by every call of the worker. */
+struct eddy_buf *eddy_worker_json_buf(eddy_worker *w);
 /* 1 and the value (valid until the next call), 0 when absent, <0 error. */
 int eddy_worker_state_get(eddy_worker *w, int consumer, const char *key,
                           size_t len, const char **value, size_t *value_len);

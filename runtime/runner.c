@@ -253,7 +253,7 @@ static int load_app(eddy_runner *r, const eddy_run_options *o, lua_State *L,
     c->instructions = field_i64(L, lua_gettop(L), "instructions", 50000000);
     c->memory = (size_t)field_i64(L, lua_gettop(L), "memory", 64 << 20);
     lua_pop(L, 1);
-    c->epochs = calloc(EDDY_EPOCH_SLOTS, sizeof *c->epochs);
+    c->slot_seq = calloc(EDDY_EPOCH_SLOTS, sizeof *c->slot_seq);
     lua_pop(L, 1);
   }
   lua_pop(L, 2);
@@ -265,6 +265,32 @@ static int load_app(eddy_runner *r, const eddy_run_options *o, lua_State *L,
 static int prepare_store(eddy_runner *r, eddy_topic_config *topics,
                          char **names, int ntopics) {
   eddy_store *s = r->store;
+  /* Check everything before changing anything: a bad app leaves the
+   * store as it found it. */
+  for (int i = 0; i < r->nconsumers; i++) {
+    eddy_consumer_def *c = &r->consumers[i];
+    for (int k = 0; k < c->ntopics; k++) {
+      int declared = 0;
+      for (int t = 0; t < ntopics && !declared; t++)
+        declared = strcmp(names[t], c->topics[k]) == 0;
+      eddy_topic_info t;
+      if (!declared && eddy_topic_get(s, c->topics[k], &t) != 0) {
+        fprintf(stderr, "eddy run: %s: consumer '%s' reads topic '%s', which the app "
+                "does not declare and the store does not have\n", c->file, c->name,
+                c->topics[k]);
+        return -1;
+      }
+    }
+  }
+  for (int i = 0; i < ntopics; i++) {
+    eddy_topic_info t;
+    if (eddy_topic_get(s, names[i], &t) == 0 && t.config.partitions < topics[i].partitions) {
+      fprintf(stderr, "eddy run: %s: topic '%s' exists with %d partitions, fewer than the "
+              "%d the app asks for\n", r->app_file, names[i], t.config.partitions,
+              topics[i].partitions);
+      return -1;
+    }
+  }
   for (int i = 0; i < ntopics; i++) {
     int created = 0;
     if (eddy_topic_ensure(s, names[i], &topics[i], &created) != 0) {
@@ -412,7 +438,8 @@ static void pump(eddy_runner *r) {
   int count[64] = { 0 };
   int more = 0;
   for (int i = 0; i < r->ncursors; i++) {
-    if (atomic_load(&r->queued) >= MAX_QUEUED_PER_WORKER * nw) { more = 1; break; }
+    /* Full: the workers' next commit (the progress async) pumps again. */
+    if (atomic_load(&r->queued) >= MAX_QUEUED_PER_WORKER * nw) break;
     eddy_cursor *c = &r->cursors[i];
     struct route rt = { r, c, head, tail, count, -1, 0, 0 };
     int got = eddy_log_fetch(r->store, c->topic, c->partition, c->next_read, CHUNK,
@@ -587,7 +614,7 @@ static void free_runner(eddy_runner *r) {
     free(c->name); free(c->file); free(c->version);
     for (int k = 0; k < c->ntopics; k++) { free(c->topics[k]); free(c->dlq_topics[k]); }
     free(c->topics); free(c->dlq_topics);
-    free((void *)c->epochs);
+    free((void *)c->slot_seq);
   }
   free(r->consumers);
   for (int i = 0; i < r->ncursors; i++) { free(r->cursors[i].done); free(r->cursors[i].skip); }
@@ -690,11 +717,12 @@ int eddy_run(const eddy_run_options *o) {
   eddy_logf(r->failed ? "ERROR" : "INFO",
             "eddy run: %s after %.1fs: received=%" PRId64 " handled=%" PRId64
             " deduplicated=%" PRId64 " retried=%" PRId64 " quarantined=%" PRId64
-            " emitted=%" PRId64 " relayed=%" PRId64,
+            " emitted=%" PRId64 " relayed=%" PRId64 " conflicts=%" PRId64,
             r->failed ? "failed" : "stopped", secs, atomic_load(&r->n.received),
             atomic_load(&r->n.handled), atomic_load(&r->n.deduplicated),
             atomic_load(&r->n.retried), atomic_load(&r->n.quarantined),
-            atomic_load(&r->n.emitted), atomic_load(&r->n.relayed));
+            atomic_load(&r->n.emitted), atomic_load(&r->n.relayed),
+            atomic_load(&r->n.conflicts));
   if (r->failed) fprintf(stderr, "eddy run: %s\n", r->fatal);
   else status = 0;
 out:

@@ -59,8 +59,10 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
   eddy_sandbox *sb = of(L);
   sb->counted += HOOK_EVERY;
   if (sb->counted > sb->budget) {
-    /* Raised again at every later hook, so a handler that catches it with
-     * pcall cannot keep running for long. */
+    /* From now on the hook runs at every instruction, so the error is
+     * raised again right after any pcall that caught it: a handler cannot
+     * catch its way past the budget. */
+    if (!sb->over_instructions) lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
     sb->over_instructions = 1;
     luaL_error(L, "instruction limit of %lld exceeded", (long long)sb->budget);
   }
@@ -218,15 +220,20 @@ int eddy_sandbox_call(eddy_sandbox *sb, int nargs, int nresults,
   sb->counted = 0;
   sb->over_instructions = sb->over_memory = 0;
   size_t saved_cap = sb->cap;
-  if (sb->call_memory) sb->cap = sb->used + sb->call_memory;
+  if (sb->call_memory) {
+    /* The cap is on the whole state, as the consumer's limit says: what a
+     * handler keeps between calls counts too. */
+    if (sb->used > sb->call_memory) lua_gc(L, LUA_GCCOLLECT);
+    sb->cap = sb->call_memory;
+  }
   if (sb->budget != INT64_MAX) lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
   int rc = lua_pcall(L, nargs, nresults, fn);
   lua_sethook(L, NULL, 0, 0);
   sb->cap = saved_cap;
   lua_remove(L, fn);
-  if (rc == LUA_OK && !sb->over_instructions) return 0;
+  if (rc == LUA_OK && !sb->over_instructions && !sb->over_memory) return 0;
   if (rc == LUA_OK) {
-    /* The budget ran out but the handler caught the error and returned:
+    /* A limit was hit but the handler caught the error and returned:
      * still a failure. */
     lua_pop(L, nresults < 0 ? lua_gettop(L) - fn + 1 : nresults);
     lua_pushnil(L);
@@ -242,6 +249,7 @@ int eddy_sandbox_call(eddy_sandbox *sb, int nargs, int nresults,
     lua_pushfstring(L, "memory limit of %I bytes exceeded",
                     (lua_Integer)sb->call_memory);
     snprintf(sb->reason, sizeof sb->reason, "memory");
+    lua_gc(L, LUA_GCCOLLECT);
   } else {
     describe(L, f);
     snprintf(sb->reason, sizeof sb->reason, f->permanent ? "permanent" : "error");

@@ -36,8 +36,9 @@ void eddy_sandbox_free(eddy_sandbox *sb);
 lua_State *eddy_sandbox_state(eddy_sandbox *sb);
 
 /* Sets the limits of the following calls: at most `instructions` Lua VM
- * instructions, and at most `memory` bytes more than the state holds when
- * the call starts. */
+ * instructions per call, and at most `memory` bytes held by the whole
+ * state while the call runs (what a handler keeps between calls counts).
+ * Hitting either fails the call, even when the handler caught the error. */
 void eddy_sandbox_limits(eddy_sandbox *sb, int64_t instructions, size_t memory);
 
 /* Calls the function below nargs arguments on the stack, like lua_pcall

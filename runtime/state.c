@@ -151,3 +151,26 @@ int eddy_dedupe_expire(eddy_store *s, int64_t cutoff_ms, int64_t *removed) {
   if (removed) *removed += sqlite3_changes(sqlite3_db_handle(st));
   return 0;
 }
+
+int eddy_dedupe_range(eddy_store *s, int64_t consumer_id, const char *lo,
+                      const char *hi, int max,
+                      void (*fn)(void *ud, const char *dkey, size_t len),
+                      void *ud, int64_t *rows) {
+  sqlite3_stmt *st = eddy_store_stmt(s,
+    "SELECT dkey FROM dedupe WHERE consumer_id = ?1 AND dkey >= ?2 AND dkey <= ?3"
+    " LIMIT ?4");
+  if (!st) return EDDY_ESTORE;
+  sqlite3_bind_int64(st, 1, consumer_id);
+  sqlite3_bind_text(st, 2, lo, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, hi, -1, SQLITE_STATIC);
+  sqlite3_bind_int(st, 4, max);
+  int rc;
+  *rows = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    fn(ud, (const char *)sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+    (*rows)++;
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return eddy_store_sqlerr(s, rc, "reading dedupe records");
+  return 0;
+}

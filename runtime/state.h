@@ -45,6 +45,13 @@ int eddy_dedupe_seen(eddy_store *s, int64_t consumer_id, const char *dkey,
  * there already (a duplicate), or a negative code. */
 int eddy_dedupe_record(eddy_store *s, int64_t consumer_id, const char *dkey,
                        size_t len, int64_t now_ms);
+/* Calls fn for the consumer's dedupe keys in [lo, hi] (text order), at
+ * most max of them; *rows is how many. */
+int eddy_dedupe_range(eddy_store *s, int64_t consumer_id, const char *lo,
+                      const char *hi, int max,
+                      void (*fn)(void *ud, const char *dkey, size_t len),
+                      void *ud, int64_t *rows);
+
 /* Removes dedupe records made before cutoff_ms.  Adds the count to
  * *removed. */
 int eddy_dedupe_expire(eddy_store *s, int64_t cutoff_ms, int64_t *removed);

@@ -14,10 +14,12 @@
  * simply dropped.  Reads see the batch's own writes first (the overlay).
  *
  * State keys are not tied to message keys, so two workers may touch the
- * same state key.  Every state read remembers the epoch of its key's slot;
- * a commit bumps the slots it writes.  A batch whose reads meet a bumped
- * slot is committed up to that message and the rest is handled again, so
- * state updates are serializable, not just per key.
+ * same state key.  Commits are numbered; each records, per slot of state
+ * keys it wrote, its number.  A batch reads from a snapshot taken after
+ * commit snap_seq; at its commit, a read whose slot was written by a
+ * later commit is checked against the stored value.  A batch whose read
+ * changed is committed up to that message and the rest is handled again,
+ * so state updates are serializable, not just per key.
  */
 #include "engine.h"
 #include "errors.h"
@@ -40,8 +42,10 @@
 #include <lauxlib.h>
 
 #define BATCH 512
-#define OVERLAY_SLOTS 8192        /* power of two, > 2 * BATCH writes */
+#define OVERLAY_SLOTS 16384       /* power of two: writes, dedupe keys, prefetch */
 #define PARK_BUCKETS 1024
+#define PREFETCH_ROWS (4 * BATCH)  /* a range holding more is not prefetched */
+#define PREFETCH_SLOTS 8192        /* power of two, > 2 * PREFETCH_ROWS */
 
 typedef struct outcome {
   eddy_job *job;
@@ -80,7 +84,9 @@ typedef struct emit_rec {
 typedef struct read_rec {
   int consumer;
   uint32_t slot;
-  uint32_t epoch;
+  const char *key;        /* in the arena */
+  size_t key_len;
+  uint64_t value_hash;    /* of the value read; 0 when absent */
 } read_rec;
 
 typedef struct overlay_slot {
@@ -103,6 +109,8 @@ typedef struct park {
   uv_timer_t timer;
   eddy_worker *w;
   int queued;                 /* job is back in the queue for its retry */
+  int prev_attempt;           /* the job's failure record before the */
+  int64_t prev_first, prev_last; /* failure that made this park */
 } park;
 
 typedef struct arena_chunk {
@@ -139,10 +147,26 @@ struct eddy_worker {
   int nreads, capreads;
   overlay_slot overlay[OVERLAY_SLOTS];
   uint32_t gen;
+  /* The dedupe keys found by the batch's prefetch, apart from the overlay:
+   * a failed handler rebuilds the overlay, never this. */
+  overlay_slot pre_slots[PREFETCH_SLOTS];
+  uint32_t pre_gen;
   arena_chunk *arena;
+  /* Dedupe prefetch of this batch, per consumer: every dedupe key the
+   * store holds between lo and hi is in pre_slots, so a lookup in that
+   * range is a probe. */
+  int npre;
+  struct { int consumer; char lo[EDDY_MAX_ID_LEN + 1], hi[EDDY_MAX_ID_LEN + 1];
+           int complete; } pre[8];
+  uint64_t snap_seq;            /* commit_seq before this batch's snapshot */
+  /* Parks made during this batch, and how many outcomes preceded each. */
+  park *new_parks[BATCH];
+  int new_park_at[BATCH];
+  int nnew;
   eddy_job *current;            /* the job whose handler runs */
   outcome *cur_out;
   eddy_buf scratch;
+  eddy_buf json;                /* ctx's JSON encoding (lctx.c) */
   uint64_t rnd_state;
   char err[512];
   int ready;                    /* 1 started, -1 failed (under mu) */
@@ -312,17 +336,22 @@ static void park_release(eddy_worker *w, park *p) {
 /* ---- handler effects, called from lctx.c ---------------------------------- */
 
 eddy_job *eddy_worker_job(eddy_worker *w) { return w->current; }
+eddy_buf *eddy_worker_json_buf(eddy_worker *w) { return &w->json; }
 lua_State *eddy_worker_lua(eddy_worker *w) { return eddy_sandbox_state(w->sb); }
 eddy_runner *eddy_worker_runner(eddy_worker *w) { return w->r; }
 
-static overlay_slot *overlay_find(eddy_worker *w, int consumer, const char *key,
-                                  size_t len, uint64_t h, int insert) {
-  uint32_t i = (uint32_t)h & (OVERLAY_SLOTS - 1);
-  for (int n = 0; n < OVERLAY_SLOTS; n++, i = (i + 1) & (OVERLAY_SLOTS - 1)) {
-    overlay_slot *s = &w->overlay[i];
-    if (s->gen != w->gen) {
+/* Finds (or, with insert, adds) (consumer, key) in an open-addressing
+ * table of `size` slots (a power of two) where slots of another generation
+ * are empty. */
+static overlay_slot *slot_find(overlay_slot *tab, uint32_t size, uint32_t gen,
+                               int consumer, const char *key, size_t len,
+                               uint64_t h, int insert) {
+  uint32_t i = (uint32_t)h & (size - 1);
+  for (uint32_t n = 0; n < size; n++, i = (i + 1) & (size - 1)) {
+    overlay_slot *s = &tab[i];
+    if (s->gen != gen) {
       if (!insert) return NULL;
-      s->gen = w->gen;
+      s->gen = gen;
       s->consumer = consumer;
       s->hash = h;
       s->key = key;
@@ -335,6 +364,11 @@ static overlay_slot *overlay_find(eddy_worker *w, int consumer, const char *key,
       return s;
   }
   return NULL;
+}
+
+static overlay_slot *overlay_find(eddy_worker *w, int consumer, const char *key,
+                                  size_t len, uint64_t h, int insert) {
+  return slot_find(w->overlay, OVERLAY_SLOTS, w->gen, consumer, key, len, h, insert);
 }
 
 /* FNV-1a's upper bits hardly change with the last bytes of short keys:
@@ -359,15 +393,19 @@ int eddy_worker_state_get(eddy_worker *w, int consumer, const char *key,
   }
   eddy_consumer_def *c = &w->r->consumers[consumer];
   uint32_t slot = epoch_slot(h);
+  read_rec *rr = NULL;
   if (w->cur_out) {
+    const char *k = arena_dup(w, key, len);
+    if (!k) return -1;
     GROW(w->reads, w->nreads, w->capreads);
-    w->reads[w->nreads++] = (read_rec){ consumer, slot,
-      atomic_load_explicit(&c->epochs[slot], memory_order_acquire) };
+    rr = &w->reads[w->nreads++];
+    *rr = (read_rec){ consumer, slot, k, len, 0 };
     w->cur_out->nreads++;
   }
   int rc = eddy_state_get(w->store, c->store_id, key, len, &w->scratch);
   if (rc < 0) return rc;
   if (rc == 0) return 0;
+  if (rr) rr->value_hash = fnv(w->scratch.data, w->scratch.len, 0xcbf29ce484222325ULL) | 1;
   *value = w->scratch.data;
   *value_len = w->scratch.len;
   return 1;
@@ -450,6 +488,20 @@ int eddy_worker_emit(eddy_worker *w, const char *topic, const char *key,
 
 /* ---- handling one message ------------------------------------------------- */
 
+/* 1 when an earlier message of this batch had the same dedupe key: the
+ * overlay keeps dedupe keys too, in a namespace of their own (negative
+ * consumer numbers), so the check is one hash probe. */
+static int in_batch_dup(eddy_worker *w, int consumer, const char *dkey, size_t n) {
+  uint64_t h = fnv(dkey, n, 0xcbf29ce484222325ULL);
+  return overlay_find(w, -1 - consumer, dkey, n, h, 0) != NULL;
+}
+
+static void batch_dedupe_add(eddy_worker *w, int consumer, const char *dkey, size_t n) {
+  uint64_t h = fnv(dkey, n, 0xcbf29ce484222325ULL);
+  overlay_slot *s = overlay_find(w, -1 - consumer, dkey, n, h, 1);
+  if (s) s->value = dkey;
+}
+
 /* Drops the effects recorded for the running handler. */
 static void drop_effects(eddy_worker *w, outcome *o) {
   w->nwrites = o->first_write;
@@ -465,19 +517,13 @@ static void drop_effects(eddy_worker *w, outcome *o) {
     overlay_slot *s = overlay_find(w, wr->consumer, wr->key, wr->key_len, h, 1);
     if (s) { s->value = wr->value; s->value_len = wr->value_len; }
   }
+  for (int i = 0; i < w->nout; i++)
+    if (w->out[i].kind == O_DONE && w->out[i].dkey)
+      batch_dedupe_add(w, w->out[i].job->cursor->consumer, w->out[i].dkey,
+                       w->out[i].dkey_len);
 }
 
 enum { H_DONE, H_DUP, H_QUARANTINE, H_PARKED, H_FATAL };
-
-static int in_batch_dup(eddy_worker *w, int consumer, const char *dkey, size_t n) {
-  for (int i = 0; i < w->nout; i++) {
-    outcome *o = &w->out[i];
-    if (o->dkey && o->job->cursor->consumer == consumer && o->dkey_len == n &&
-        memcmp(o->dkey, dkey, n) == 0)
-      return 1;
-  }
-  return 0;
-}
 
 /* Records a failure on the job and decides: park for a retry, or
  * quarantine. */
@@ -500,11 +546,19 @@ static int failed(eddy_worker *w, eddy_job *j, const eddy_failure *f) {
   return H_PARKED;
 }
 
-static void schedule_retry(eddy_worker *w, eddy_job *j, park *p) {
+static void schedule_retry(eddy_worker *w, eddy_job *j, park *p,
+                           const outcome *o) {
   eddy_consumer_def *c = &w->r->consumers[j->cursor->consumer];
   if (!p) {
     p = calloc(1, sizeof *p);
     if (!p) { eddy_runner_fatal(w->r, "out of memory parking a message"); return; }
+    p->prev_attempt = o->prev_attempt;
+    p->prev_first = o->prev_first;
+    p->prev_last = o->prev_last;
+    if (w->nnew < BATCH) {
+      w->new_parks[w->nnew] = p;
+      w->new_park_at[w->nnew++] = w->nout;
+    }
     p->job = j;
     p->cursor = j->cursor;
     p->consumer = j->cursor->consumer;
@@ -522,6 +576,77 @@ static void schedule_retry(eddy_worker *w, eddy_job *j, park *p) {
   int64_t delay = eddy_retry_delay(c->backoff_ms, c->max_backoff_ms, j->attempt,
                                    next_rand(w));
   uv_timer_start(&p->timer, on_retry_due, (uint64_t)delay, 0);
+}
+
+struct pre_ctx { eddy_worker *w; int consumer; };
+
+static void prefetch_add(void *ud, const char *dkey, size_t n) {
+  struct pre_ctx *p = ud;
+  const char *k = arena_dup(p->w, dkey, n);
+  if (!k) return;
+  uint64_t h = fnv(k, n, 0xcbf29ce484222325ULL);
+  overlay_slot *s = slot_find(p->w->pre_slots, PREFETCH_SLOTS, p->w->pre_gen,
+                              p->consumer, k, n, h, 1);
+  if (s) s->value = k;
+}
+
+/* What the prefetch knows of dkey: 1 recorded in the store, 0 not, -1
+ * outside the prefetched range (ask the store). */
+static int prefetched(eddy_worker *w, int consumer, const char *dkey, size_t n) {
+  for (int i = 0; i < w->npre; i++) {
+    if (w->pre[i].consumer != consumer || !w->pre[i].complete) continue;
+    size_t lo = strlen(w->pre[i].lo), hi = strlen(w->pre[i].hi);
+    int a = memcmp(dkey, w->pre[i].lo, n < lo ? n : lo);
+    int b = memcmp(dkey, w->pre[i].hi, n < hi ? n : hi);
+    if (a < 0 || (a == 0 && n < lo) || b > 0 || (b == 0 && n > hi)) return -1;
+    uint64_t h = fnv(dkey, n, 0xcbf29ce484222325ULL);
+    return slot_find(w->pre_slots, PREFETCH_SLOTS, w->pre_gen, consumer, dkey, n,
+                     h, 0) != NULL;
+  }
+  return -1;
+}
+
+static int textcmp(const char *a, size_t an, const char *b, size_t bn) {
+  int c = memcmp(a, b, an < bn ? an : bn);
+  return c ? c : (an > bn) - (an < bn);
+}
+
+/* Before a batch: for each consumer that dedupes by message id, reads in
+ * one range scan the dedupe keys the store holds between the lowest and
+ * highest id of the next messages.  Ids are UUIDv7s, so a batch's ids
+ * cover a narrow range, and one scan replaces a lookup per message.  A
+ * range with too many keys (ids from all over) is left to the lookups. */
+static void prefetch(eddy_worker *w) {
+  w->npre = 0;
+  w->pre_gen++;
+  int n = 0;
+  for (eddy_job *j = w->q_head; j && n < BATCH; j = j->next, n++) {
+    int ci = j->cursor->consumer;
+    if (w->r->consumers[ci].dedupe != 1 || j->id_len > EDDY_MAX_ID_LEN) continue;
+    int k = 0;
+    while (k < w->npre && w->pre[k].consumer != ci) k++;
+    if (k == w->npre) {
+      if (w->npre == 8) continue;
+      w->npre++;
+      w->pre[k].consumer = ci;
+      memcpy(w->pre[k].lo, j->id, j->id_len + 1);
+      memcpy(w->pre[k].hi, j->id, j->id_len + 1);
+      w->pre[k].complete = 0;
+      continue;
+    }
+    if (textcmp(j->id, j->id_len, w->pre[k].lo, strlen(w->pre[k].lo)) < 0)
+      memcpy(w->pre[k].lo, j->id, j->id_len + 1);
+    if (textcmp(j->id, j->id_len, w->pre[k].hi, strlen(w->pre[k].hi)) > 0)
+      memcpy(w->pre[k].hi, j->id, j->id_len + 1);
+  }
+  for (int k = 0; k < w->npre; k++) {
+    eddy_consumer_def *c = &w->r->consumers[w->pre[k].consumer];
+    int64_t rows = 0;
+    int rc = eddy_dedupe_range(w->store, c->store_id, w->pre[k].lo, w->pre[k].hi,
+                               PREFETCH_ROWS, prefetch_add, &(struct pre_ctx){ w, w->pre[k].consumer },
+                               &rows);
+    w->pre[k].complete = rc == 0 && rows < PREFETCH_ROWS;
+  }
 }
 
 /* Handles job j: dedupe, the handler, the outcome.  Returns H_*. */
@@ -572,7 +697,8 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
   }
   if (o->dkey) {
     int seen = in_batch_dup(w, ci, o->dkey, o->dkey_len);
-    if (!seen) seen = eddy_dedupe_seen(w->store, c->store_id, o->dkey, o->dkey_len);
+    if (!seen) seen = prefetched(w, ci, o->dkey, o->dkey_len);
+    if (seen == -1) seen = eddy_dedupe_seen(w->store, c->store_id, o->dkey, o->dkey_len);
     if (seen < 0) {
       lctx_invalidate_msg(L, msg);
       lua_settop(L, top);
@@ -601,6 +727,7 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
     drop_effects(w, o);
     return failed(w, j, &f);
   }
+  if (o->dkey) batch_dedupe_add(w, ci, o->dkey, o->dkey_len);
   o->kind = O_DONE;
   return H_DONE;
 }
@@ -627,14 +754,24 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
     eddy_job *j = o->job;
     eddy_consumer_def *c = &r->consumers[j->cursor->consumer];
     if (o->kind == O_DONE) {
-      for (int k = 0; k < o->nreads; k++) {
+      for (int k = 0; k < o->nreads && rc == 0; k++) {
         read_rec *rr = &w->reads[o->first_read + k];
-        if (atomic_load_explicit(&r->consumers[rr->consumer].epochs[rr->slot],
-                                 memory_order_acquire) != rr->epoch) {
+        if (atomic_load_explicit(&r->consumers[rr->consumer].slot_seq[rr->slot],
+                                 memory_order_acquire) <= w->snap_seq)
+          continue;
+        /* The slot was written since: by this key, or by another key that
+         * shares the slot.  Compare the value itself. */
+        int got = eddy_state_get(s, r->consumers[rr->consumer].store_id, rr->key,
+                                 rr->key_len, &w->scratch);
+        if (got < 0) { rc = got; break; }
+        uint64_t now_hash = got ? fnv(w->scratch.data, w->scratch.len,
+                                      0xcbf29ce484222325ULL) | 1 : 0;
+        if (now_hash != rr->value_hash) {
           *conflict_at = i;
           break;
         }
       }
+      if (rc) break;
       if (*conflict_at >= 0) { limit = i; break; }
       if (o->dkey) {
         int rec = eddy_dedupe_record(s, c->store_id, o->dkey, o->dkey_len, now);
@@ -705,8 +842,15 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
                                                  t[k].watermark);
     }
     for (int i = 0; rc == 0 && i < limit; i++) {
-      eddy_job *j = w->out[i].job;
-      if (j->cursor == c && j->offset >= t[k].watermark)
+      /* Above the watermark a finished message needs a done offset only
+       * when nothing else would stop a second run after a crash: its
+       * dedupe record does that (a duplicate is skipped), so only messages
+       * without one (dedupe off, quarantined) get a row.  This keeps the
+       * common case to one write per message. */
+      outcome *o = &w->out[i];
+      eddy_job *j = o->job;
+      if (j->cursor == c && j->offset >= t[k].watermark &&
+          (o->kind == O_QUARANTINE || (o->kind == O_DONE && !o->dkey)))
         rc = eddy_done_offsets_add(s, group, c->topic_id, c->partition, j->offset);
     }
   }
@@ -715,14 +859,15 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
   if (rc == 0) {
     for (int k = 0; k < nt; k++)
       if (t[k].watermark > t[k].c->committed) t[k].c->committed = t[k].watermark;
+    uint64_t seq = atomic_fetch_add(&r->commit_seq, 1) + 1;
     for (int i = 0; i < limit; i++) {
       outcome *o = &w->out[i];
       if (o->kind != O_DONE) continue;
       for (int k = 0; k < o->nwrites; k++) {
         write_rec *wr = &w->writes[o->first_write + k];
         uint64_t h = fnv(wr->key, wr->key_len, 0xcbf29ce484222325ULL);
-        atomic_fetch_add_explicit(&r->consumers[wr->consumer].epochs[epoch_slot(h)],
-                                  1, memory_order_release);
+        atomic_store_explicit(&r->consumers[wr->consumer].slot_seq[epoch_slot(h)],
+                              seq, memory_order_release);
       }
     }
   }
@@ -752,31 +897,74 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
 
 /* ---- the batch loop -------------------------------------------------------- */
 
+static int by_position(const void *a, const void *b) {
+  const eddy_job *x = *(eddy_job *const *)a, *y = *(eddy_job *const *)b;
+  if (x->cursor != y->cursor) return (uintptr_t)x->cursor < (uintptr_t)y->cursor ? -1 : 1;
+  return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* After a conflict at outcome `from`: the jobs from there on are handled
+ * again, and so are those that parked after that point (their failure may
+ * come from the state that changed) with the jobs waiting behind them.
+ * All go back to the front of the queue in offset order per partition,
+ * which is the order they came in for every key. */
+static void redo_from(eddy_worker *w, int from) {
+  size_t n = (size_t)(w->nout - from), cap = n + 16;
+  eddy_job **jobs = malloc(cap * sizeof *jobs);
+  if (!jobs) { eddy_runner_fatal(w->r, "out of memory"); return; }
+  for (int i = from; i < w->nout; i++) {
+    eddy_job *j = w->out[i].job;
+    j->attempt = w->out[i].prev_attempt;
+    j->first_failure = w->out[i].prev_first;
+    j->last_failure = w->out[i].prev_last;
+    jobs[i - from] = j;
+  }
+  for (int k = 0; k < w->nnew; k++) {
+    if (w->new_park_at[k] < from) continue;
+    park *p = w->new_parks[k];
+    park **pp = &w->parks[p->hash % PARK_BUCKETS];
+    while (*pp && *pp != p) pp = &(*pp)->next;
+    if (!*pp) continue;  /* released already: its jobs are outcomes */
+    *pp = p->next;
+    w->nparked--;
+    atomic_fetch_sub(&w->r->parked, 1);
+    p->job->attempt = p->prev_attempt;
+    p->job->first_failure = p->prev_first;
+    p->job->last_failure = p->prev_last;
+    p->job->next = p->wait_head;
+    for (eddy_job *j = p->job; j; j = j->next) {
+      if (n == cap) {
+        cap *= 2;
+        eddy_job **b = realloc(jobs, cap * sizeof *jobs);
+        if (!b) { free(jobs); eddy_runner_fatal(w->r, "out of memory"); return; }
+        jobs = b;
+      }
+      jobs[n++] = j;
+    }
+    uv_timer_stop(&p->timer);
+    uv_close((uv_handle_t *)&p->timer, free_park);
+  }
+  qsort(jobs, n, sizeof *jobs, by_position);
+  for (size_t i = 0; i < n; i++) jobs[i]->next = i + 1 < n ? jobs[i + 1] : NULL;
+  if (n) queue_front(w, jobs[0], jobs[n - 1]);
+  free(jobs);
+}
+
 static void end_batch(eddy_worker *w) {
   int conflict_at;
   int rc = commit_batch(w, &conflict_at);
   int limit = conflict_at >= 0 ? conflict_at : w->nout;
   if (rc == 0) {
-    /* Jobs after a conflict are handled again, in their order. */
     if (conflict_at >= 0) {
-      eddy_job *head = NULL, *tail = NULL;
-      for (int i = conflict_at; i < w->nout; i++) {
-        eddy_job *j = w->out[i].job;
-        /* This try did not count: it saw state that changed under it. */
-        j->attempt = w->out[i].prev_attempt;
-        j->first_failure = w->out[i].prev_first;
-        j->last_failure = w->out[i].prev_last;
-        j->next = NULL;
-        if (tail) tail->next = j; else head = j;
-        tail = j;
-      }
-      queue_front(w, head, tail);
+      atomic_fetch_add(&w->r->n.conflicts, 1);
+      redo_from(w, conflict_at);
     }
     for (int i = 0; i < limit; i++) eddy_job_free(w->out[i].job);
     atomic_fetch_sub(&w->r->queued, limit);
     uv_async_send(&w->r->progress);
   }
   w->nout = w->nwrites = w->nemits = w->nreads = 0;
+  w->nnew = 0;
   w->gen++;
   arena_reset(w);
 }
@@ -784,7 +972,17 @@ static void end_batch(eddy_worker *w) {
 static void process(uv_idle_t *h) {
   eddy_worker *w = h->data;
   if (w->r->failed) { uv_idle_stop(h); w->working = 0; return; }
-  while (w->q_head && w->nout < BATCH && w->nwrites < OVERLAY_SLOTS / 2 - 64) {
+  /* One read transaction for the batch's reads (dedupe checks, state):
+   * a statement outside a transaction opens and closes one of its own,
+   * which costs more than the lookup.  Reads see the batch's starting
+   * snapshot; the commit validates what it read. */
+  /* Every commit numbered up to snap_seq is in the snapshot the batch
+   * reads (the snapshot starts with the first read, after this load); a
+   * state slot written by a later commit is checked by value at commit. */
+  w->snap_seq = atomic_load(&w->r->commit_seq);
+  int reading = eddy_store_exec(w->store, "BEGIN") == 0;
+  prefetch(w);
+  while (w->q_head && w->nout < BATCH && w->nwrites < OVERLAY_SLOTS / 4) {
     eddy_job *j = w->q_head;
     w->q_head = j->next;
     if (!w->q_head) w->q_tail = NULL;
@@ -798,13 +996,14 @@ static void process(uv_idle_t *h) {
     int hr = handle(w, j, &w->out[w->nout]);
     if (hr == H_FATAL) break;
     if (hr == H_PARKED) {
-      schedule_retry(w, j, p);
+      schedule_retry(w, j, p, &w->out[w->nout]);
       continue;
     }
     if (hr == H_QUARANTINE) w->out[w->nout].kind = O_QUARANTINE;
     w->nout++;
     if (p) park_release(w, p);  /* the retried message is through */
   }
+  if (reading) eddy_store_exec(w->store, "COMMIT");
   end_batch(w);
   if (!w->q_head) {
     uv_idle_stop(h);
@@ -922,6 +1121,7 @@ eddy_worker *eddy_worker_start(eddy_runner *r, int index, char *err,
   w->r = r;
   w->index = index;
   w->gen = 1;
+  w->pre_gen = 1;
   if (getrandom(&w->rnd_state, sizeof w->rnd_state, 0) != sizeof w->rnd_state)
     w->rnd_state = (uint64_t)eddy_now_ms() ^ (uint64_t)index;
   uv_mutex_init(&w->mu);
@@ -963,6 +1163,7 @@ void eddy_worker_stop(eddy_worker *w) {
   eddy_sandbox_free(w->sb);
   eddy_store_close(w->store);
   eddy_buf_free(&w->scratch);
+  eddy_buf_free(&w->json);
   arena_reset(w);
   free(w->arena);
   free(w->writes);

@@ -1,0 +1,45 @@
+#!/bin/sh
+# make bench: eddy run --drain over a pre-produced backlog, beside the same
+# handler in a bare Lua loop.  Figures are msgs/s; ratios are eddy/reference
+# measured in this run.
+set -e
+BUILD=${BUILD:-build}
+N=${BENCH_MESSAGES:-200000}
+KEYS=${BENCH_KEYS:-10000}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+EDDY="$ROOT/$BUILD/eddy"
+export LUA_PATH_5_4="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
+export LUA_CPATH_5_4="$ROOT/$BUILD/lib/?.so;;"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+lua5.4 bench/gen.lua "$N" "$KEYS" > "$TMP/input"
+echo "backlog: $N messages, $(head -c 100000 "$TMP/input" | awk -F'{' 'NR<100{s+=length($0)-length($1)} END{printf "%d", s/99}')-byte JSON values, $KEYS keys, 4 partitions"
+
+now() { date +%s%N; }
+
+# One eddy run --drain over a fresh copy of the backlog; prints msgs/s.
+run_eddy() {
+  app=$1
+  data="$TMP/data-$(basename "$app")"
+  rm -rf "$data"
+  "$EDDY" --data "$data" topic create orders --partitions 4 >/dev/null
+  "$EDDY" --data "$data" produce orders --key-separator : < "$TMP/input"
+  t0=$(now)
+  "$EDDY" run "bench/$app/eddy.lua" --data "$data" --drain 2> "$TMP/log-$app"
+  t1=$(now)
+  grep -q "handled=$N " "$TMP/log-$app" || { echo "bench: $app did not handle $N messages:"; tail -3 "$TMP/log-$app"; exit 1; }
+  echo $(( N * 1000000000 / (t1 - t0) ))
+}
+
+ref_noop=$(lua5.4 bench/reference.lua bench/noop/handlers/noop.lua "$TMP/input")
+ref_work=$(lua5.4 bench/reference.lua bench/work/handlers/work.lua "$TMP/input")
+a=$(run_eddy noop)
+b=$(run_eddy work)
+printf "%-48s %12s %14s %7s\n" "" "eddy msgs/s" "bare Lua msgs/s" "ratio"
+printf "%-48s %12s %14s %7s\n" "(a) no-op handler, dedupe on" "$a" "$ref_noop" \
+  "$(awk "BEGIN{printf \"%.3f\", $a/$ref_noop}")"
+printf "%-48s %12s %14s %7s\n" "(b) JSON + state get/set + one emit" "$b" "$ref_work" \
+  "$(awk "BEGIN{printf \"%.3f\", $b/$ref_work}")"
+echo "targets: (a) >= 400000 msgs/s, (b) >= 120000 msgs/s"
