@@ -125,6 +125,7 @@ struct eddy_runner {
   eddy_counters n;
   int64_t started_ms;
   int64_t dedupe_window_ms;
+  int *lock_fds;                /* per consumer: its lock file */
   uv_timer_t housekeeping;
   uv_idle_t again;              /* pump again at once: reads were full */
   int again_on;

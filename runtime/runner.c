@@ -22,6 +22,7 @@
 #include "quarantine.h"
 #include "state.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -30,6 +31,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -257,6 +261,35 @@ static int load_app(eddy_runner *r, const eddy_run_options *o, lua_State *L,
     lua_pop(L, 1);
   }
   lua_pop(L, 2);
+  return 0;
+}
+
+/* Takes a lock file per consumer (DIR/locks/NAME.lock, flock): one process
+ * runs a consumer at a time.  The kernel drops the lock when the process
+ * dies, SIGKILL included.  Returns 0, or -1 after printing why. */
+static int lock_consumers(eddy_runner *r) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/locks", r->data_dir);
+  if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+    fprintf(stderr, "eddy run: cannot create '%s': %s\n", path, strerror(errno));
+    return -1;
+  }
+  r->lock_fds = calloc((size_t)r->nconsumers, sizeof *r->lock_fds);
+  for (int i = 0; i < r->nconsumers; i++) r->lock_fds[i] = -1;
+  for (int i = 0; i < r->nconsumers; i++) {
+    snprintf(path, sizeof path, "%s/locks/%s.lock", r->data_dir, r->consumers[i].name);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
+      fprintf(stderr, "eddy run: cannot open '%s': %s\n", path, strerror(errno));
+      return -1;
+    }
+    r->lock_fds[i] = fd;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      fprintf(stderr, "eddy run: consumer '%s' is already running in another process "
+              "on '%s'\n", r->consumers[i].name, r->data_dir);
+      return -1;
+    }
+  }
   return 0;
 }
 
@@ -622,6 +655,9 @@ static void free_runner(eddy_runner *r) {
   for (int i = 0; i < r->nhandler_files; i++) free(r->handler_files[i]);
   free(r->handler_files);
   free(r->workers);
+  for (int i = 0; r->lock_fds && i < r->nconsumers; i++)
+    if (r->lock_fds[i] >= 0) close(r->lock_fds[i]);
+  free(r->lock_fds);
   free(r->data_dir);
   free(r->app_dir);
   free(r->app_file);
@@ -657,6 +693,7 @@ int eddy_run(const eddy_run_options *o) {
     fprintf(stderr, "eddy run: %s\n", err);
     goto out;
   }
+  if (lock_consumers(r) != 0) goto out;
   if (prepare_store(r, topics, topic_names, ntopics) != 0) goto out;
 
   r->loop = uv_default_loop();
