@@ -273,7 +273,7 @@ static int print_last(struct tail *t, int64_t n) {
     t->next[p] = end;
   }
   if (rc == 0) {
-    qsort(c.all, c.n, sizeof *c.all, cmp_time);
+    if (c.n) qsort(c.all, c.n, sizeof *c.all, cmp_time);
     for (size_t i = c.n > (size_t)n ? c.n - (size_t)n : 0; i < c.n; i++)
       print_msg(t, c.all[i]);
   }

@@ -57,7 +57,7 @@ static eddy_sandbox *of(lua_State *L) {
 static void count_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   eddy_sandbox *sb = of(L);
-  sb->counted += HOOK_EVERY;
+  sb->counted += lua_gethookcount(L);
   if (sb->counted > sb->budget) {
     /* From now on the hook runs at every instruction, so the error is
      * raised again right after any pcall that caught it: a handler cannot
@@ -66,6 +66,46 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
     sb->over_instructions = 1;
     luaL_error(L, "instruction limit of %lld exceeded", (long long)sb->budget);
   }
+}
+
+/* coroutine.create, with the count hook set on the new thread: hooks are
+ * per thread in Lua, and a coroutine made when a handler file loads (no
+ * call running, no hook) would otherwise run outside every budget. */
+static int co_create(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_State *co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_sethook(co, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+  return 1;
+}
+
+/* The function coroutine.wrap returns: resumes its coroutine (upvalue 1),
+ * raising its errors, as Lua's own wrap does. */
+static int co_wrapped(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  int narg = lua_gettop(L), nres;
+  if (!lua_checkstack(co, narg)) return luaL_error(L, "too many arguments to resume");
+  lua_xmove(L, co, narg);
+  int status = lua_resume(co, L, narg, &nres);
+  if (status == LUA_OK || status == LUA_YIELD) {
+    if (!lua_checkstack(L, nres + 1)) return luaL_error(L, "too many results to resume");
+    lua_xmove(co, L, nres);
+    return nres;
+  }
+  lua_xmove(co, L, 1);  /* the error */
+  if (status != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+static int co_wrap(lua_State *L) {
+  co_create(L);
+  lua_pushcclosure(L, co_wrapped, 1);
+  return 1;
 }
 
 /* package.preload loader of an embedded module: upvalue 1 is its index. */
@@ -101,6 +141,12 @@ eddy_sandbox *eddy_sandbox_new(char *err, size_t errlen) {
   *(eddy_sandbox **)lua_getextraspace(sb->L) = sb;
   luaL_openlibs(sb->L);
   eddy_sandbox_preload(sb->L);
+  lua_getglobal(sb->L, "coroutine");
+  lua_pushcfunction(sb->L, co_create);
+  lua_setfield(sb->L, -2, "create");
+  lua_pushcfunction(sb->L, co_wrap);
+  lua_setfield(sb->L, -2, "wrap");
+  lua_pop(sb->L, 1);
   return sb;
 }
 

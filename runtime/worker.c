@@ -776,7 +776,15 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
       if (o->dkey) {
         int rec = eddy_dedupe_record(s, c->store_id, o->dkey, o->dkey_len, now);
         if (rec < 0) { rc = rec; break; }
-        if (rec == 0) { o->kind = O_DUP; late_dups++; continue; }
+        if (rec == 0) {
+          /* A duplicate found only now (another worker committed the key
+           * first).  Later messages of this batch may have read its
+           * writes from the overlay: handle them again. */
+          o->kind = O_DUP;
+          late_dups++;
+          if (o->nwrites && i + 1 < n) { *conflict_at = i + 1; limit = i + 1; break; }
+          continue;
+        }
       }
       for (int k = 0; rc == 0 && k < o->nwrites; k++) {
         write_rec *wr = &w->writes[o->first_write + k];

@@ -62,8 +62,8 @@ end
 -- "data", `workers` and `topics` (name -> partitions), handler files
 -- handlers/NAME.lua from `handlers` (name -> source, where "$APPDIR" stands
 -- for the app's directory), and `options` (more app options, Lua source
--- such as "dedupe_window = '1s'").  Creates the topics
--- in the store, so messages can be produced before the first run.
+-- such as "dedupe_window = '1s'").  Creates the topics in the store, so
+-- messages can be produced before the first run.
 -- @treturn table `{ dir =, file = the app file, data = the data dir }`
 local function make_app(t)
   local dir = H.tmpdir()
@@ -126,14 +126,15 @@ local function summary(err)
   return s
 end
 
---- Runs `eddy run APP --drain` (killed after DRAIN_TIMEOUT seconds) and
--- asserts exit 0.  Returns the summary numbers and the log (stderr).
-local function drain(app, args)
+--- Runs `eddy run APP --drain` with more args (killed after timeout
+-- seconds, default DRAIN_TIMEOUT) and asserts exit 0.  Returns the
+-- summary numbers and the log (stderr).
+local function drain(app, args, timeout)
   local argv = { "run", app.file, "--drain" }
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
   local h = H.spawn(argv)
   defer(function() H.cleanup(h) end)
-  local ok, code = pcall(H.wait_exit, h, DRAIN_TIMEOUT, "eddy run --drain to exit")
+  local ok, code = pcall(H.wait_exit, h, timeout or DRAIN_TIMEOUT, "eddy run --drain to exit")
   local err = H.read(h.err) or ""
   if not ok then error(tostring(code) .. "; its log:\n" .. err, 2) end
   if code ~= 0 then error("eddy run --drain exited " .. code .. "; its log:\n" .. err, 2) end
@@ -213,7 +214,7 @@ return eddy.consumer {
   it("counts orders per customer and emits one event per order, per key in order", function()
     local app = make_app { topics = { orders = 4 }, handlers = { count = COUNTER } }
     -- 60 orders of 5 customers: customer cK places K * 4 orders.
-    local lines, want, ids_by_customer = {}, {}, {}
+    local lines, ids_by_customer = {}, {}
     local id = 0
     for round = 1, 20 do
       for k = 1, 5 do
@@ -221,7 +222,6 @@ return eddy.consumer {
           id = id + 1
           local c = "c" .. k
           lines[#lines + 1] = c .. "\t" .. cjson.encode({ id = id, customer = c })
-          want[c] = (want[c] or 0) + 1
           ids_by_customer[c] = ids_by_customer[c] or {}
           table.insert(ids_by_customer[c], id)
         end
@@ -256,7 +256,8 @@ return eddy.consumer {
 end)
 
 describe("eddy run: msg and ctx", function()
-  it("give a handler the message's fields, its headers, and the consumer's name and version", function()
+  it("give a handler the message's fields and headers, the consumer's name and version",
+     function()
     local app = make_app {
       topics = { t = 1 },
       handlers = { fields = [[
@@ -384,6 +385,48 @@ return eddy.consumer {
 
   it("keeps per-key order and counts every message once when all keys share a state key",
      function() keyed_order(true) end)
+
+  it("runs different keys in parallel on different workers", function()
+    -- Each message's handler says it started (a file), then waits until
+    -- the handler of a message of another key started too.  With one
+    -- message per key and 16 keys over 2 workers, the first handler of
+    -- each worker can only get past the wait when the other worker runs a
+    -- handler at the same time.
+    local app = make_app {
+      workers = 2, topics = { t = 1 },
+      handlers = { together = [[
+local eddy = require "eddy"
+local function started(dir)
+  local n = 0
+  for i = 1, 16 do
+    local f = io.open(dir .. "/started-k" .. i, "r")
+    if f then f:close(); n = n + 1 end
+  end
+  return n
+end
+return eddy.consumer {
+  name = "together",
+  topics = { "t" },
+  retry = { attempts = 1 },
+  limits = { instructions = 1000000000 },
+  handle = function(msg, ctx)
+    local dir = "$APPDIR"
+    assert(io.open(dir .. "/started-" .. msg.key, "w")):close()
+    local deadline = os.time() + 10
+    while started(dir) < 2 do
+      if os.time() > deadline then error("no other key ran meanwhile") end
+    end
+    ctx.state:set(msg.key, true)
+  end,
+}
+]] },
+    }
+    local lines = {}
+    for i = 1, 16 do lines[i] = "k" .. i .. "\tx" end
+    produce_lines(app, "t", lines)
+    local s = drain(app)
+    assert.same({ handled = 16, quarantined = 0 }, pick(s, { "handled", "quarantined" }))
+  end)
 
   it("keeps partition order for unkeyed messages", function()
     -- Unkeyed messages go round robin over the partitions; value i is the
@@ -537,9 +580,11 @@ return eddy.consumer {
     assert.same({ received = 2, handled = 2, retried = 4, quarantined = 0 },
                 { received = s.received, handled = s.handled, retried = s.retried,
                   quarantined = s.quarantined })
-    assert.same({ m1 = { attempt = 3, consumer = "tries" }, m2 = { attempt = 3, consumer = "tries" } },
+    assert.same({ m1 = { attempt = 3, consumer = "tries" },
+                  m2 = { attempt = 3, consumer = "tries" } },
                 state(app, "tries"))
-    local _, warned = log:gsub("attempt=%d retrying: [^\n]*handlers/tries%.lua:%d+: attempt %d fails", "")
+    local _, warned = log:gsub("attempt=%d retrying: [^\n]*handlers/tries%.lua:%d+: " ..
+                               "attempt %d fails", "")
     assert.equal(4, warned)
   end)
 
@@ -617,7 +662,7 @@ return eddy.consumer {
     produce_lines(app, "t", { 'k1\t{"order":"o-1","n":"a"}', 'k2\t{"order":"o-1","n":"b"}',
                               'k3\t{"order":"o-2","n":"c"}' })
     local s = drain(app)
-    assert.same({ handled = 2, deduplicated = 1 }, { handled = s.handled, deduplicated = s.deduplicated })
+    assert.same({ handled = 2, deduplicated = 1 }, pick(s, { "handled", "deduplicated" }))
     local st = state(app, "c")
     -- Exactly one of the two messages of order o-1 was handled.
     assert.equal(1, (st.a or 0) + (st.b or 0))
@@ -630,7 +675,7 @@ return eddy.consumer {
     eddy(app, "produce", "t", "--key", "k", "--id", id, '{"n":"a"}')
     eddy(app, "produce", "t", "--key", "k", "--id", id, '{"n":"a"}')
     local s = drain(app)
-    assert.same({ handled = 2, deduplicated = 0 }, { handled = s.handled, deduplicated = s.deduplicated })
+    assert.same({ handled = 2, deduplicated = 0 }, pick(s, { "handled", "deduplicated" }))
     assert.same({ a = 2 }, state(app, "c"))
   end)
 
@@ -655,7 +700,7 @@ return eddy.consumer {
     }
     eddy(app, "produce", "t", "--key", "k", "v")
     local s = drain(app)
-    assert.same({ handled = 1, retried = 2 }, { handled = s.handled, retried = s.retried })
+    assert.same({ handled = 1, retried = 2 }, pick(s, { "handled", "retried" }))
     -- The handler ran three times; only the third run's writes stayed.
     assert.same({ count = 1, runs = { 3 } }, state(app, "c"))
   end)
@@ -680,7 +725,7 @@ return eddy.consumer {
     local mark = app.dir .. "/ready"
     eddy(app, "produce", "t", "--key", "k", "v1")
     local s = drain(app)
-    assert.same({ handled = 0, quarantined = 1 }, { handled = s.handled, quarantined = s.quarantined })
+    assert.same({ handled = 0, quarantined = 1 }, pick(s, { "handled", "quarantined" }))
     assert.same({}, state(app, "c"))
     local q = dlq(app)
     assert.equal(1, #q)
@@ -688,7 +733,7 @@ return eddy.consumer {
     H.write(mark, "")
     eddy(app, "dlq", "replay", tostring(q[1].seq))
     s = drain(app)
-    assert.same({ handled = 1, deduplicated = 0 }, { handled = s.handled, deduplicated = s.deduplicated })
+    assert.same({ handled = 1, deduplicated = 0 }, pick(s, { "handled", "deduplicated" }))
     assert.same({ v1 = 1 }, state(app, "c"))
   end)
 
@@ -704,8 +749,9 @@ return eddy.consumer {
     -- record above is older than 1s by then.
     local h = H.spawn({ "run", app.file })
     defer(function() H.cleanup(h) end)
-    H.wait_until(function() return (H.read(h.err) or ""):find("expired 1 dedupe records", 1, true) end,
-                 10, "the dedupe record to expire")
+    H.wait_until(function()
+      return (H.read(h.err) or ""):find("expired 1 dedupe records", 1, true)
+    end, 10, "the dedupe record to expire")
     eddy(app, "produce", "t", "--key", "k", "--id", id, '{"n":"a"}')
     H.wait_until(function() return state(app, "c").a == 2 end, 10,
                  "the copy to be handled again")
@@ -961,7 +1007,8 @@ return eddy.consumer {
     -- and a good one after it.
     local ids = {}
     for _, m in ipairs({
-      { "kb", "boom", { "--header", "h1=v1", "--header", "h2=v2" } }, { "kb", "after-1" }, { "kb", "after-2" },
+      { "kb", "boom", { "--header", "h1=v1", "--header", "h2=v2" } },
+      { "kb", "after-1" }, { "kb", "after-2" },
       { "kp", "permanent" }, { "kp", "after" },
       { "kt", "table" }, { "kn", "nil" },
       { "kj", "json" }, { "kj", "after" },
@@ -974,7 +1021,7 @@ return eddy.consumer {
     return app, file, ids
   end
 
-  it("quarantines after the last attempt, with the error, traceback, attempts and version", function()
+  it("quarantines after the last attempt, with error, traceback, attempts and version", function()
     local app, file, ids = quarantine_app()
     local s, log = drain(app)
     local version = logged_version(log, "q")
@@ -1064,7 +1111,7 @@ return eddy.consumer {
                   perm.headers["eddy-original-offset"] })
   end)
 
-  it("releases the key: later messages of a quarantined message's key are handled, in order", function()
+  it("releases the key: later messages of a quarantined one's key are handled, in order", function()
     local app = quarantine_app()
     drain(app)
     assert.same({ kb = { "after-1", "after-2" }, kp = { "after" }, kj = { "after" } },
@@ -1095,7 +1142,8 @@ end)
 -- 9 -------------------------------------------------------------------------
 
 describe("eddy run: limits", function()
-  it("ends a handler that runs past its instruction budget, even one that catches the error", function()
+  it("ends a handler that runs past its instruction budget, even one that catches the error",
+     function()
     local app = make_app {
       topics = { t = 1 },
       handlers = { spin = [[
@@ -1123,7 +1171,7 @@ return eddy.consumer {
     }
     produce_lines(app, "t", { "k1\tloop", "k2\tok-1", "k3\tpcall", "k4\tcatch", "k5\tok-2" })
     local s = drain(app)
-    assert.same({ handled = 2, quarantined = 3 }, { handled = s.handled, quarantined = s.quarantined })
+    assert.same({ handled = 2, quarantined = 3 }, pick(s, { "handled", "quarantined" }))
     local reasons = {}
     for _, e in ipairs(dlq(app)) do
       reasons[e.value] = { e.error, e.attempts, e.reason }
@@ -1131,6 +1179,31 @@ return eddy.consumer {
     local want = { "instruction limit of 100000 exceeded", 2, "instructions" }
     assert.same({ loop = want, pcall = want, catch = want }, reasons)
     assert.same({ ["ok-1"] = true, ["ok-2"] = true }, state(app, "spin"))
+  end)
+
+  it("ends an endless loop in a coroutine the handler file made when it loaded", function()
+    local app = make_app {
+      workers = 1, topics = { t = 1 },
+      handlers = { co = [[
+local eddy = require "eddy"
+local spin = coroutine.wrap(function() while true do end end)
+return eddy.consumer {
+  name = "co",
+  topics = { "t" },
+  retry = { attempts = 1 },
+  limits = { instructions = 100000 },
+  handle = function(msg, ctx)
+    if msg.value == "spin" then spin() end
+    ctx.state:set(msg.value, true)
+  end,
+}
+]] },
+    }
+    produce_lines(app, "t", { "a\tspin", "b\tok" })
+    local s = drain(app, nil, 5)
+    assert.same({ handled = 1, quarantined = 1 }, pick(s, { "handled", "quarantined" }))
+    assert.equal("instruction limit of 100000 exceeded", dlq(app)[1].error)
+    assert.same({ ok = true }, state(app, "co"))
   end)
 
   it("ends a handler that allocates past its memory cap", function()
@@ -1161,7 +1234,7 @@ return eddy.consumer {
     }
     produce_lines(app, "t", { "k1\tgrow", "k2\tok-1", "k3\tbig", "k4\tok-2" })
     local s = drain(app)
-    assert.same({ handled = 2, quarantined = 2 }, { handled = s.handled, quarantined = s.quarantined })
+    assert.same({ handled = 2, quarantined = 2 }, pick(s, { "handled", "quarantined" }))
     local reasons = {}
     for _, e in ipairs(dlq(app)) do reasons[e.value] = { e.error, e.attempts, e.reason } end
     local want = { "memory limit of 8388608 bytes exceeded", 2, "memory" }
@@ -1226,7 +1299,7 @@ return eddy.consumer {
     eddy(app, "produce", "t", "--key", "k", "grow")
     local s = drain(app)
     assert.same({}, state(app, "hog"))
-    assert.same({ handled = 0, quarantined = 1 }, { handled = s.handled, quarantined = s.quarantined })
+    assert.same({ handled = 0, quarantined = 1 }, pick(s, { "handled", "quarantined" }))
     local q = dlq(app)
     assert.equal("memory limit of 8388608 bytes exceeded", q[1] and q[1].error)
   end)
@@ -1348,6 +1421,39 @@ return eddy.consumer {
     assert.same({ handled = 2, quarantined = 0 }, pick(s, { "handled", "quarantined" }))
     assert.same({ m1 = 1, m2 = 1 }, state(app, "later"))
     assert.same({}, dlq(app))
+  end)
+end)
+
+describe("eddy run: one process per consumer", function()
+  it("refuses a second process running the same consumer, before consuming anything", function()
+    local app = make_app {
+      topics = { t = 1 },
+      handlers = { once = [[
+local eddy = require "eddy"
+return eddy.consumer {
+  name = "once",
+  topics = { "t" },
+  handle = function(msg, ctx) ctx.state:set(msg.value, (ctx.state:get(msg.value) or 0) + 1) end,
+}
+]] },
+    }
+    local h = H.spawn({ "run", app.file })
+    defer(function() H.cleanup(h) end)
+    H.wait_until(function() return (H.read(h.err) or ""):find("consumer=once file=", 1, true) end,
+                 10, "the first run to start")
+    local r = H.run({ "run", app.file, "--drain" })
+    assert.same({ code = 1, err = "eddy run: consumer 'once' is already running in another " ..
+                                  "process on '" .. app.data .. "'\n" },
+                { code = r.code, err = r.err })
+    -- The first run goes on and handles what comes.
+    eddy(app, "produce", "t", "--key", "k", "m")
+    H.wait_until(function() return state(app, "once").m == 1 end, 10, "the first run to handle m")
+    assert.is_true(H.kill(h.pid, "TERM"))
+    assert.equal(0, H.wait_exit(h, 5))
+    -- Once it stopped, a new run may start.
+    local s = drain(app)
+    assert.equal(0, s.received)
+    assert.same({ m = 1 }, state(app, "once"))
   end)
 end)
 
