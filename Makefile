@@ -76,9 +76,9 @@ $(BUILD)/eddy: $(OBJ)/main.o $(CLI_OBJS) $(RUNTIME_OBJS) $(LBIND_OBJS) $(CORE_OB
 $(BUILD)/lib/eddy/core.so: $(LBIND_OBJS) $(CORE_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared $^ -o $@ $(MOD_LIBS)
 
-$(BUILD)/test-runner: $(TEST_SRCS) $(wildcard test/*.h) $(CORE_OBJS)
+$(BUILD)/test-runner: $(TEST_SRCS) $(wildcard test/*.h) $(CORE_OBJS) $(OBJ)/ljson.o
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) -Itest $(TEST_SRCS) $(CORE_OBJS) \
-	  -o $@ $(LDFLAGS) $(MOD_LIBS)
+	  $(OBJ)/ljson.o -o $@ $(LDFLAGS) $(MOD_LIBS) -llua5.4 -lm
 
 # Installs whichever Debian packages are missing; does nothing when all are
 # there.

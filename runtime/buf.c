@@ -42,6 +42,21 @@ int eddy_buf_printf(eddy_buf *b, const char *fmt, ...) {
   return 0;
 }
 
+int eddy_buf_int(eddy_buf *b, int64_t v) {
+  char tmp[24];
+  int i = 24;
+  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+  do { tmp[--i] = (char)('0' + u % 10); u /= 10; } while (u);
+  if (v < 0) tmp[--i] = '-';
+  return eddy_buf_add(b, tmp + i, (size_t)(24 - i));
+}
+
+int eddy_buf_hex(eddy_buf *b, uint64_t v, int n) {
+  char tmp[16];
+  for (int i = n - 1; i >= 0; i--) { tmp[i] = "0123456789abcdef"[v & 15]; v >>= 4; }
+  return eddy_buf_add(b, tmp, (size_t)n);
+}
+
 void eddy_buf_reset(eddy_buf *b) {
   b->len = 0;
   if (b->data) b->data[0] = '\0';

@@ -21,6 +21,10 @@ int eddy_buf_add(eddy_buf *b, const void *p, size_t n);
 int eddy_buf_puts(eddy_buf *b, const char *s);
 int eddy_buf_printf(eddy_buf *b, const char *fmt, ...)
   __attribute__((format(printf, 2, 3)));
+/* Appends the decimal text of v (no printf: this is on hot paths). */
+int eddy_buf_int(eddy_buf *b, int64_t v);
+/* Appends n lower-case hex digits of v (its low 4n bits), n <= 16. */
+int eddy_buf_hex(eddy_buf *b, uint64_t v, int n);
 /* Empties the buffer, keeping its memory. */
 void eddy_buf_reset(eddy_buf *b);
 /* Frees the memory; the buffer is empty and reusable after. */

@@ -56,19 +56,9 @@ static int state_get(lua_State *L) {
   int rc = eddy_worker_state_get(w, s->consumer, k, n, &v, &vl);
   if (rc < 0) return luaL_error(L, "ctx.state:get('%s'): the store failed", k);
   if (rc == 0) { lua_pushnil(L); return 1; }
-  lua_getfield(L, LUA_REGISTRYINDEX, "eddy.json_decode");
-  lua_pushlstring(L, v, vl);
-  lua_call(L, 1, 1);
-  if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-    lua_Number n = lua_tonumber(L, -1);
-    if (n >= -9007199254740992.0 && n <= 9007199254740992.0 &&
-        n == (lua_Number)(lua_Integer)n) {
-      lua_pop(L, 1);
-      lua_pushinteger(L, (lua_Integer)n);
-    }
-  } else {
-    lctx_json_ints(L, -1, 0);
-  }
+  char why[96];
+  if (eddy_json_decode(L, v, vl, why, sizeof why) != 0)
+    return luaL_error(L, "ctx.state:get('%s'): the stored value is not JSON (%s)", k, why);
   return 1;
 }
 
@@ -313,23 +303,7 @@ lctx_consumer *lctx_load(eddy_worker *w, eddy_sandbox *sb, eddy_runner *r,
   }
   lua_pop(L, 1);
   add_path(L, r->app_dir);
-  /* cjson for state values, emits and msg:json(); eddy.permanent. */
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "cjson");
-  if (eddy_sandbox_call(sb, 1, 1, &f) != 0) {
-    snprintf(err, errlen, "cannot load lua-cjson: %s", f.error);
-    return NULL;
-  }
-  lua_getfield(L, -1, "new");
-  lua_call(L, 0, 1);   /* a private instance: its settings are ours */
-  lua_getfield(L, -1, "encode_sparse_array");
-  lua_pushboolean(L, 1);
-  lua_call(L, 1, 0);
-  lua_getfield(L, -1, "decode");
-  lua_setfield(L, LUA_REGISTRYINDEX, "eddy.json_decode");
-  lua_getfield(L, -1, "encode");
-  lua_setfield(L, LUA_REGISTRYINDEX, "eddy.json_encode");
-  lua_pop(L, 2);
+  /* eddy.permanent, for msg:json() of a value that is not JSON. */
   lua_getglobal(L, "require");
   lua_pushliteral(L, "eddy");
   if (eddy_sandbox_call(sb, 1, 1, &f) != 0) {

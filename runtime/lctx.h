@@ -37,8 +37,6 @@ void lctx_push_msg(lua_State *L, eddy_job *j);
 /* Detaches the msg object at idx from its job: using it after its handler
  * returned raises instead of reading freed memory. */
 void lctx_invalidate_msg(lua_State *L, int idx);
-/* Makes integral floats of a decoded JSON table integers (lmsg.c). */
-void lctx_json_ints(lua_State *L, int idx, int depth);
 /* Registers the msg metatable in L. */
 void lmsg_setup(lua_State *L);
 

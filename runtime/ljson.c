@@ -3,6 +3,7 @@
  */
 #include "ljson.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@ static int fail(char *err, size_t n, const char *why) {
 
 static void number(eddy_buf *b, lua_State *L, int idx) {
   if (lua_isinteger(L, idx)) {
-    eddy_buf_printf(b, "%lld", (long long)lua_tointeger(L, idx));
+    eddy_buf_int(b, (int64_t)lua_tointeger(L, idx));
     return;
   }
   double d = (double)lua_tonumber(L, idx);
@@ -81,6 +82,9 @@ static int encode(lua_State *L, int idx, eddy_buf *b, char *err, size_t n, int d
     return 0;
   }
   case LUA_TTABLE: break;
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, idx) == NULL) { eddy_buf_puts(b, "null"); return 0; }
+    /* fall through */
   default: {
     char why[64];
     snprintf(why, sizeof why, "cannot encode a %s", luaL_typename(L, idx));
@@ -188,4 +192,247 @@ int eddy_json_encode(lua_State *L, int idx, eddy_buf *out, char *err, size_t err
   int rc = encode(L, lua_absindex(L, idx), out, err, errlen, 0);
   if (rc == 0 && out->oom) return fail(err, errlen, "out of memory");
   return rc;
+}
+
+/* ---- decoding ------------------------------------------------------------ */
+
+typedef struct parser {
+  lua_State *L;
+  const char *s, *p, *end;
+  char *err;
+  size_t errlen;
+  eddy_buf tmp;       /* unescaped strings */
+} parser;
+
+static int perr(parser *ps, const char *why) {
+  snprintf(ps->err, ps->errlen, "%s at byte %zu", why, (size_t)(ps->p - ps->s) + 1);
+  return -1;
+}
+
+static void skip_ws(parser *ps) {
+  while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' ||
+                             *ps->p == '\r'))
+    ps->p++;
+}
+
+static int hex4(const char *p, unsigned *out) {
+  unsigned v = 0;
+  for (int i = 0; i < 4; i++) {
+    char c = p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+    else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+    else return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static void utf8_put(eddy_buf *b, unsigned c) {
+  char u[4];
+  size_t n;
+  if (c < 0x80) { u[0] = (char)c; n = 1; }
+  else if (c < 0x800) { u[0] = (char)(0xc0 | c >> 6); u[1] = (char)(0x80 | (c & 0x3f)); n = 2; }
+  else if (c < 0x10000) {
+    u[0] = (char)(0xe0 | c >> 12); u[1] = (char)(0x80 | ((c >> 6) & 0x3f));
+    u[2] = (char)(0x80 | (c & 0x3f)); n = 3;
+  } else {
+    u[0] = (char)(0xf0 | c >> 18); u[1] = (char)(0x80 | ((c >> 12) & 0x3f));
+    u[2] = (char)(0x80 | ((c >> 6) & 0x3f)); u[3] = (char)(0x80 | (c & 0x3f)); n = 4;
+  }
+  eddy_buf_add(b, u, n);
+}
+
+/* Pushes the string starting at ps->p (the opening quote). */
+static int parse_string(parser *ps) {
+  const char *p = ++ps->p, *start = p;
+  /* Fast path: no escapes. */
+  while (p < ps->end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
+  if (p < ps->end && *p == '"') {
+    lua_pushlstring(ps->L, start, (size_t)(p - start));
+    ps->p = p + 1;
+    return 0;
+  }
+  eddy_buf_reset(&ps->tmp);
+  eddy_buf_add(&ps->tmp, start, (size_t)(p - start));
+  while (p < ps->end && *p != '"') {
+    unsigned char c = (unsigned char)*p;
+    if (c < 0x20) { ps->p = p; return perr(ps, "control character in a string"); }
+    if (c != '\\') { eddy_buf_add(&ps->tmp, p, 1); p++; continue; }
+    if (p + 1 >= ps->end) break;
+    char e = p[1];
+    p += 2;
+    switch (e) {
+    case '"': eddy_buf_add(&ps->tmp, "\"", 1); break;
+    case '\\': eddy_buf_add(&ps->tmp, "\\", 1); break;
+    case '/': eddy_buf_add(&ps->tmp, "/", 1); break;
+    case 'b': eddy_buf_add(&ps->tmp, "\b", 1); break;
+    case 'f': eddy_buf_add(&ps->tmp, "\f", 1); break;
+    case 'n': eddy_buf_add(&ps->tmp, "\n", 1); break;
+    case 'r': eddy_buf_add(&ps->tmp, "\r", 1); break;
+    case 't': eddy_buf_add(&ps->tmp, "\t", 1); break;
+    case 'u': {
+      unsigned c1, c2;
+      if (ps->end - p < 4 || hex4(p, &c1)) { ps->p = p; return perr(ps, "bad \\u escape"); }
+      p += 4;
+      if (c1 >= 0xd800 && c1 <= 0xdbff) {
+        if (ps->end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &c2) ||
+            c2 < 0xdc00 || c2 > 0xdfff) { ps->p = p; return perr(ps, "lone surrogate in \\u escape"); }
+        p += 6;
+        c1 = 0x10000 + ((c1 - 0xd800) << 10) + (c2 - 0xdc00);
+      } else if (c1 >= 0xdc00 && c1 <= 0xdfff) {
+        ps->p = p;
+        return perr(ps, "lone surrogate in \\u escape");
+      }
+      utf8_put(&ps->tmp, c1);
+      break;
+    }
+    default: ps->p = p - 1; return perr(ps, "bad escape in a string");
+    }
+  }
+  if (p >= ps->end) { ps->p = p; return perr(ps, "unterminated string"); }
+  if (ps->tmp.oom) return perr(ps, "out of memory");
+  lua_pushlstring(ps->L, ps->tmp.data ? ps->tmp.data : "", ps->tmp.len);
+  ps->p = p + 1;
+  return 0;
+}
+
+static int parse_number(parser *ps) {
+  const char *p = ps->p, *start = p;
+  int is_float = 0;
+  if (p < ps->end && *p == '-') p++;
+  if (p >= ps->end || !(*p >= '0' && *p <= '9')) return perr(ps, "bad number");
+  if (*p == '0' && p + 1 < ps->end && p[1] >= '0' && p[1] <= '9')
+    return perr(ps, "bad number (leading zero)");
+  while (p < ps->end && *p >= '0' && *p <= '9') p++;
+  if (p < ps->end && *p == '.') {
+    is_float = 1;
+    p++;
+    if (p >= ps->end || !(*p >= '0' && *p <= '9')) { ps->p = p; return perr(ps, "bad number"); }
+    while (p < ps->end && *p >= '0' && *p <= '9') p++;
+  }
+  if (p < ps->end && (*p == 'e' || *p == 'E')) {
+    is_float = 1;
+    p++;
+    if (p < ps->end && (*p == '+' || *p == '-')) p++;
+    if (p >= ps->end || !(*p >= '0' && *p <= '9')) { ps->p = p; return perr(ps, "bad number"); }
+    while (p < ps->end && *p >= '0' && *p <= '9') p++;
+  }
+  char buf[64];
+  size_t n = (size_t)(p - start);
+  if (!is_float && n < 19) {
+    /* Fits in an int64 for sure. */
+    int64_t v = 0;
+    const char *q = start + (*start == '-');
+    for (; q < p; q++) v = v * 10 + (*q - '0');
+    lua_pushinteger(ps->L, (lua_Integer)(*start == '-' ? -v : v));
+  } else if (n < sizeof buf) {
+    memcpy(buf, start, n);
+    buf[n] = '\0';
+    if (!is_float) {
+      char *e;
+      errno = 0;
+      long long v = strtoll(buf, &e, 10);
+      if (errno == 0) { lua_pushinteger(ps->L, (lua_Integer)v); ps->p = p; return 0; }
+    }
+    lua_pushnumber(ps->L, (lua_Number)strtod(buf, NULL));
+  } else {
+    return perr(ps, "number too long");
+  }
+  ps->p = p;
+  return 0;
+}
+
+static int parse_value(parser *ps, int depth);
+
+static int parse_container(parser *ps, int depth, int object) {
+  lua_State *L = ps->L;
+  if (depth > 1000) return perr(ps, "nested too deeply");
+  ps->p++;  /* [ or { */
+  int base = lua_gettop(L), count = 0;
+  skip_ws(ps);
+  char close = object ? '}' : ']';
+  if (ps->p < ps->end && *ps->p == close) {
+    ps->p++;
+    lua_createtable(L, 0, 0);
+    return 0;
+  }
+  for (;;) {
+    if (!lua_checkstack(L, 4)) return perr(ps, "nested too deeply");
+    skip_ws(ps);
+    if (object) {
+      if (ps->p >= ps->end || *ps->p != '"') return perr(ps, "expected a string key");
+      if (parse_string(ps)) return -1;
+      skip_ws(ps);
+      if (ps->p >= ps->end || *ps->p != ':') return perr(ps, "expected ':'");
+      ps->p++;
+      skip_ws(ps);
+    }
+    if (parse_value(ps, depth + 1)) return -1;
+    count++;
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == ',') { ps->p++; continue; }
+    if (ps->p < ps->end && *ps->p == close) { ps->p++; break; }
+    return perr(ps, object ? "expected ',' or '}'" : "expected ',' or ']'");
+  }
+  /* The values (and keys) are on the stack: make the table at its size. */
+  if (object) {
+    lua_createtable(L, 0, count);
+    int t = lua_gettop(L);
+    for (int i = 0; i < count; i++) {
+      lua_pushvalue(L, base + 1 + 2 * i);
+      lua_pushvalue(L, base + 2 + 2 * i);
+      lua_rawset(L, t);
+    }
+  } else {
+    lua_createtable(L, count, 0);
+    int t = lua_gettop(L);
+    for (int i = 0; i < count; i++) {
+      lua_pushvalue(L, base + 1 + i);
+      lua_rawseti(L, t, i + 1);
+    }
+  }
+  lua_replace(L, base + 1);
+  lua_settop(L, base + 1);
+  return 0;
+}
+
+static int literal(parser *ps, const char *word, size_t n) {
+  if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, word, n) != 0)
+    return perr(ps, "invalid token");
+  ps->p += n;
+  return 0;
+}
+
+static int parse_value(parser *ps, int depth) {
+  if (ps->p >= ps->end) return perr(ps, "unexpected end");
+  switch (*ps->p) {
+  case '{': return parse_container(ps, depth, 1);
+  case '[': return parse_container(ps, depth, 0);
+  case '"': return parse_string(ps);
+  case 't': if (literal(ps, "true", 4)) return -1; lua_pushboolean(ps->L, 1); return 0;
+  case 'f': if (literal(ps, "false", 5)) return -1; lua_pushboolean(ps->L, 0); return 0;
+  case 'n':
+    if (literal(ps, "null", 4)) return -1;
+    lua_pushlightuserdata(ps->L, NULL);  /* cjson.null */
+    return 0;
+  default:
+    if (*ps->p == '-' || (*ps->p >= '0' && *ps->p <= '9')) return parse_number(ps);
+    return perr(ps, "invalid token");
+  }
+}
+
+int eddy_json_decode(lua_State *L, const char *s, size_t n, char *err, size_t errlen) {
+  parser ps = { L, s, s, s + n, err, errlen, EDDY_BUF_INIT };
+  int top = lua_gettop(L);
+  skip_ws(&ps);
+  int rc = parse_value(&ps, 0);
+  if (rc == 0) {
+    skip_ws(&ps);
+    if (ps.p != ps.end) rc = perr(&ps, "trailing characters");
+  }
+  eddy_buf_free(&ps.tmp);
+  if (rc) { lua_settop(L, top); return -1; }
+  return 0;
 }

@@ -7,6 +7,7 @@
  * Both are cached in the userdata's user values.
  */
 #include "lctx.h"
+#include "ljson.h"
 
 #include <string.h>
 
@@ -66,46 +67,19 @@ static void push_headers(lua_State *L, int self, eddy_job *j) {
   lua_setiuservalue(L, self, 1);
 }
 
-/* lua-cjson 2.1 decodes every number as a float, so {"id":7} would give
- * 7.0 (printed "7.0", a float key in tables).  Turns floats with an
- * integral value (within 2^53) into integers, in place, recursively. */
-void lctx_json_ints(lua_State *L, int idx, int depth) {
-  if (depth > 200 || !lua_istable(L, idx)) return;
-  idx = lua_absindex(L, idx);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-      lua_Number n = lua_tonumber(L, -1);
-      if (n >= -9007199254740992.0 && n <= 9007199254740992.0 &&
-          n == (lua_Number)(lua_Integer)n) {
-        lua_pushvalue(L, -2);
-        lua_pushinteger(L, (lua_Integer)n);
-        lua_rawset(L, idx);   /* an existing key: safe during traversal */
-      }
-    } else if (lua_istable(L, -1)) {
-      lctx_json_ints(L, -1, depth + 1);
-    }
-    lua_pop(L, 1);
-  }
-}
-
 /* msg:json() -> the value decoded as JSON, decoded once.  A value that is
  * not JSON cannot be handled at all: a permanent failure. */
 static int msg_json(lua_State *L) {
   eddy_job *j = check_job(L, 1);
   if (lua_getiuservalue(L, 1, 2) != LUA_TNIL) return 1;
   lua_pop(L, 1);
-  lua_getfield(L, LUA_REGISTRYINDEX, "eddy.json_decode");
-  lua_pushlstring(L, j->value, j->value_len);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    const char *why = lua_tostring(L, -1);
+  char why[96];
+  if (eddy_json_decode(L, j->value, j->value_len, why, sizeof why) != 0) {
     lua_getfield(L, LUA_REGISTRYINDEX, "eddy.permanent");
-    lua_pushfstring(L, "msg:json(): the value of message %s is not JSON (%s)",
-                    j->id, why ? why : "?");
+    lua_pushfstring(L, "msg:json(): the value of message %s is not JSON (%s)", j->id, why);
     lua_call(L, 1, 1);
     return lua_error(L);
   }
-  lctx_json_ints(L, -1, 0);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, 1, 2);
   return 1;

@@ -297,7 +297,8 @@ static int check_record(eddy_store *s, const eddy_topic_info *t,
   if (n > 1) snprintf(where, sizeof where, " (message %zu)", i + 1);
   int64_t limit = t->config.max_message_bytes;
   size_t sizes[3] = { r->has_key ? r->key_len : 0, r->value_len,
-                      eddy_headers_size(r->headers, r->nheaders) };
+                      r->headers_raw ? r->headers_raw_len
+                                     : eddy_headers_size(r->headers, r->nheaders) };
   for (int k = 0; k < 3; k++)
     if ((int64_t)sizes[k] > limit)
       return eddy_store_seterr(s, EDDY_ETOOBIG,
@@ -354,14 +355,19 @@ static int write_records(eddy_store *s, const eddy_topic_info *t,
     } else {
       eddy_uuid_v7(o->id);
     }
-    size_t hsize = eddy_headers_size(r->headers, r->nheaders);
-    if (hsize > hcap) {
+    size_t hsize = r->headers_raw ? r->headers_raw_len
+                                  : eddy_headers_size(r->headers, r->nheaders);
+    if (!r->headers_raw && hsize > hcap) {
       unsigned char *b = realloc(hbuf, hsize);
       if (!b) { rc = eddy_store_seterr(s, EDDY_ENOMEM, "out of memory"); goto done; }
       hbuf = b;
       hcap = hsize;
     }
-    if (hsize) eddy_headers_encode(r->headers, r->nheaders, hbuf);
+    const void *hblob = r->headers_raw;
+    if (!hblob && hsize) {
+      eddy_headers_encode(r->headers, r->nheaders, hbuf);
+      hblob = hbuf;
+    }
     sqlite3_stmt *st = eddy_store_stmt(s,
       "INSERT INTO messages(topic_id, partition, offset, id, key, value,"
       " headers, ts) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
@@ -374,7 +380,7 @@ static int write_records(eddy_store *s, const eddy_topic_info *t,
       sqlite3_bind_blob64(st, 5, r->key ? r->key : "", r->key_len, SQLITE_STATIC);
     sqlite3_bind_blob64(st, 6, r->value ? r->value : "", r->value_len,
                         SQLITE_STATIC);
-    if (hsize) sqlite3_bind_blob64(st, 7, hbuf, hsize, SQLITE_STATIC);
+    if (hsize) sqlite3_bind_blob64(st, 7, hblob, hsize, SQLITE_STATIC);
     sqlite3_bind_int64(st, 8, o->timestamp);
     int src = sqlite3_step(st);
     sqlite3_reset(st);

@@ -97,6 +97,8 @@ typedef struct eddy_record {
   size_t value_len;
   const eddy_header *headers;
   size_t nheaders;
+  const void *headers_raw;   /* already encoded (headers.h); used instead */
+  size_t headers_raw_len;    /* of headers when not NULL */
   int64_t timestamp;
   int partition;
 } eddy_record;

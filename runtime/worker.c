@@ -438,19 +438,25 @@ int eddy_worker_emit(eddy_worker *w, const char *topic, const char *key,
   const char *corr = eddy_headers_get(j->headers, j->headers_len,
                                       "eddy-correlation-id", &clen);
   if (!corr) { corr = j->id; clen = j->id_len; }
+  /* traceparent: 00-<32 hex trace id>-<16 hex span id>-01 */
   char trace[56];
   size_t tlen = 0;
   const char *tp = eddy_headers_get(j->headers, j->headers_len, "traceparent", &tlen);
-  char trace_id[33];
+  static const char hex[] = "0123456789abcdef";
+  memcpy(trace, "00-", 3);
   if (tp && tlen == 55 && tp[2] == '-' && tp[35] == '-') {
-    memcpy(trace_id, tp + 3, 32);
+    memcpy(trace + 3, tp + 3, 32);
   } else {
     uint64_t a = next_rand(w), b = next_rand(w);
-    snprintf(trace_id, sizeof trace_id, "%016" PRIx64 "%016" PRIx64, a, b);
+    for (int i = 0; i < 16; i++) {
+      trace[3 + i] = hex[(a >> (60 - 4 * i)) & 15];
+      trace[19 + i] = hex[(b >> (60 - 4 * i)) & 15];
+    }
   }
-  trace_id[32] = '\0';
-  snprintf(trace, sizeof trace, "00-%s-%016" PRIx64 "-01", trace_id,
-           next_rand(w) | 1);
+  trace[35] = '-';
+  uint64_t span = next_rand(w) | 1;
+  for (int i = 0; i < 16; i++) trace[36 + i] = hex[(span >> (60 - 4 * i)) & 15];
+  memcpy(trace + 52, "-01", 4);
   eddy_header hs[64 + 3];
   size_t n = 0;
   for (size_t i = 0; i < nuser && n < 64; i++) {
@@ -734,6 +740,53 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
 
 /* ---- committing a batch --------------------------------------------------- */
 
+static int by_topic(const void *a, const void *b) {
+  const emit_rec *x = *(emit_rec *const *)a, *y = *(emit_rec *const *)b;
+  int c = strcmp(x->topic, y->topic);
+  if (c) return c;
+  return x < y ? -1 : x > y;   /* emits sit in emission order in memory */
+}
+
+/* Publishes the batch's emitted events, in the open transaction.  On the
+ * embedded log the outbox and the log are one database, so the relay's
+ * work is done here: the events join their topics in the commit that
+ * emitted them, exactly once, with the ids they got at emit.  Topics
+ * missing are created with one partition. */
+static int publish(eddy_store *s, emit_rec **e, int n) {
+  qsort(e, (size_t)n, sizeof *e, by_topic);
+  eddy_record *recs = calloc((size_t)n, sizeof *recs);
+  eddy_produced *out = malloc((size_t)n * sizeof *out);
+  int rc = 0;
+  if (!recs || !out) { rc = eddy_store_seterr(s, EDDY_ENOMEM, "out of memory"); goto done; }
+  for (int i = 0; i < n; i++) {
+    eddy_record *r = &recs[i];
+    r->id = e[i]->id;
+    r->id_len = strlen(e[i]->id);
+    r->key = e[i]->key;
+    r->key_len = e[i]->key_len;
+    r->has_key = e[i]->has_key;
+    r->value = e[i]->value;
+    r->value_len = e[i]->value_len;
+    r->headers_raw = e[i]->headers_len ? (const void *)e[i]->headers : NULL;
+    r->headers_raw_len = e[i]->headers_len;
+    r->partition = -1;
+  }
+  for (int i = 0; rc == 0 && i < n;) {
+    int j = i + 1;
+    while (j < n && strcmp(e[j]->topic, e[i]->topic) == 0) j++;
+    eddy_topic_config c;
+    eddy_topic_config_init(&c);
+    int created = 0;
+    rc = eddy_topic_ensure(s, e[i]->topic, &c, &created);
+    if (rc == 0) rc = eddy_log_produce(s, e[i]->topic, &recs[i], (size_t)(j - i), &out[i]);
+    i = j;
+  }
+done:
+  free(recs);
+  free(out);
+  return rc;
+}
+
 typedef struct touched {
   eddy_cursor *c;
   int64_t watermark;
@@ -747,6 +800,8 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
   if (n == 0) return 0;
   int64_t now = eddy_now_ms();
   int64_t emitted = 0, quarantined = 0, handled = 0, late_dups = 0;
+  emit_rec **pub = NULL;
+  int npub = 0, cappub = 0;
   uv_mutex_lock(&r->write_mu);
   int rc = eddy_store_begin(s);
   for (int i = 0; rc == 0 && i < n; i++) {
@@ -791,10 +846,15 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
         rc = eddy_state_put(s, r->consumers[wr->consumer].store_id, wr->key,
                             wr->key_len, wr->value, wr->value_len, now);
       }
-      for (int k = 0; rc == 0 && k < o->nemits; k++) {
-        emit_rec *e = &w->emits[o->first_emit + k];
-        rc = eddy_outbox_add(s, e->topic, e->id, e->key, e->key_len, e->has_key,
-                             e->value, e->value_len, e->headers, e->headers_len, now);
+      for (int k = 0; k < o->nemits; k++) {
+        if (npub == cappub) {
+          int nc = cappub ? cappub * 2 : 256;
+          emit_rec **b = realloc(pub, (size_t)nc * sizeof *b);
+          if (!b) { rc = eddy_store_seterr(s, EDDY_ENOMEM, "out of memory"); break; }
+          pub = b;
+          cappub = nc;
+        }
+        pub[npub++] = &w->emits[o->first_emit + k];
         emitted++;
       }
       handled++;
@@ -826,6 +886,8 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
       quarantined++;
     }
   }
+  if (rc == 0 && npub) rc = publish(s, pub, npub);
+  free(pub);
   /* Offsets: mark done, find each touched partition's new watermark. */
   touched t[BATCH];
   int nt = 0;
@@ -888,7 +950,7 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
   atomic_fetch_add(&r->n.quarantined, quarantined);
   atomic_fetch_add(&r->n.deduplicated, late_dups);
   atomic_fetch_add(&r->n.emitted, emitted);
-  if (emitted) atomic_fetch_add(&r->outbox_pending, emitted);
+  atomic_fetch_add(&r->n.relayed, emitted);
   for (int i = 0; i < limit; i++) {
     outcome *o = &w->out[i];
     if (o->kind == O_QUARANTINE) {

@@ -44,6 +44,13 @@
   X(buf_base64)                                                             \
   /* test-retry.c */                                                        \
   X(retry_delay_bounds)                                                     \
-  X(retry_delay_huge_attempts)
+  X(retry_delay_huge_attempts)                                              \
+  /* test-ljson.c */                                                        \
+  X(ljson_numbers_exact)                                                    \
+  X(ljson_integers_are_integers)                                            \
+  X(ljson_strings)                                                          \
+  X(ljson_containers)                                                       \
+  X(ljson_depth_limited)                                                    \
+  X(ljson_encode_refuses)
 
 #endif
