@@ -38,14 +38,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include <lauxlib.h>
 
-#define BATCH 512
+/* A batch ends at BATCH messages or after BATCH_MS, whichever comes
+ * first: big batches for fast handlers (one commit for many messages),
+ * short ones in time for slow handlers (latency, and prompt stops). */
+#define BATCH 2048
+#define BATCH_MS 50
 #define OVERLAY_SLOTS 16384       /* power of two: writes, dedupe keys, prefetch */
 #define PARK_BUCKETS 1024
 #define PREFETCH_ROWS (4 * BATCH)  /* a range holding more is not prefetched */
-#define PREFETCH_SLOTS 8192        /* power of two, > 2 * PREFETCH_ROWS */
+#define PREFETCH_SLOTS 32768       /* power of two, > 2 * PREFETCH_ROWS */
 
 typedef struct outcome {
   eddy_job *job;
@@ -174,6 +179,12 @@ struct eddy_worker {
 };
 
 /* ---- small helpers ---------------------------------------------------- */
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static uint64_t fnv(const void *p, size_t n, uint64_t h) {
   const unsigned char *s = p;
@@ -1052,7 +1063,10 @@ static void process(uv_idle_t *h) {
   w->snap_seq = atomic_load(&w->r->commit_seq);
   int reading = eddy_store_exec(w->store, "BEGIN") == 0;
   prefetch(w);
+  int64_t deadline = mono_ms() + BATCH_MS;
+  int handled_now = 0;
   while (w->q_head && w->nout < BATCH && w->nwrites < OVERLAY_SLOTS / 4) {
+    if ((++handled_now & 15) == 0 && mono_ms() >= deadline) break;
     eddy_job *j = w->q_head;
     w->q_head = j->next;
     if (!w->q_head) w->q_tail = NULL;
