@@ -46,7 +46,14 @@ static int list_one(void *ud, const char *key, size_t key_len, const char *value
   eddy_buf_reset(&c->b);
   if (c->json) {
     eddy_buf_puts(&c->b, "{\"key\":");
-    eddy_buf_json_str(&c->b, key, key_len);
+    if (eddy_utf8_valid(key, key_len)) {
+      eddy_buf_json_str(&c->b, key, key_len);
+    } else {
+      /* Keys are bytes: one that is not UTF-8 goes as base64, flagged. */
+      eddy_buf_puts(&c->b, "\"");
+      eddy_buf_base64(&c->b, key, key_len);
+      eddy_buf_puts(&c->b, "\",\"key_encoding\":\"base64\"");
+    }
     eddy_buf_puts(&c->b, ",\"value\":");
     eddy_buf_add(&c->b, value, value_len);
     eddy_buf_printf(&c->b, ",\"updated_at\":%" PRId64 "}\n", updated_at);

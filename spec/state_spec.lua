@@ -393,3 +393,29 @@ return eddy.consumer {
     end)
   end)
 end)
+
+describe("eddy state list --json with keys that are not UTF-8", function()
+  it("writes such a key as base64 with key_encoding, keeping every line valid JSON", function()
+    local t = app({ bin = [[
+local eddy = require "eddy"
+return eddy.consumer {
+  name = "bin",
+  topics = { "events" },
+  handle = function(msg, ctx)
+    ctx.state:set("\255\254" .. msg.value, 1)
+    ctx.state:set("plain", 2)
+  end,
+}
+]] }, 1, 1)
+    t.produce({ "x" })
+    t.run()
+    local r = eddy(t, { "state", "list", "bin", "--json" })
+    assert.are.equal(0, r.code, r.err)
+    local rows = H.json_lines(r.out)
+    assert.are.equal(2, #rows)
+    assert.are.same({ "plain", 2 }, { rows[1].key, ints(rows[1].value) })
+    assert.are.same({ "//54", "base64", 1 },
+                    { rows[2].key, rows[2].key_encoding, ints(rows[2].value) })
+    assert.are.equal("\255\254x", H.base64_decode(rows[2].key))
+  end)
+end)
