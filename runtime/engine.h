@@ -65,6 +65,16 @@ typedef struct eddy_cursor {
   size_t nskip, skip_at;
 } eddy_cursor;
 
+/* The dedupe keys one commit wrote, sorted by (consumer, key). */
+typedef struct eddy_recent {
+  struct eddy_recent *next;
+  uint64_t seq;
+  int n;
+  int *consumer;
+  const char **key;
+  size_t *len;
+} eddy_recent;
+
 /* One message for one consumer, owned by the runtime until it is done. */
 typedef struct eddy_job {
   struct eddy_job *next;
@@ -125,6 +135,12 @@ struct eddy_runner {
   eddy_counters n;
   int64_t started_ms;
   int64_t dedupe_window_ms;
+  /* Dedupe keys of recent commits (under write_mu), newest first: a
+   * worker's batch reads a snapshot that may predate them, so its commit
+   * checks them for duplicates that arrived meanwhile.  An entry goes when
+   * every worker's snapshot includes it. */
+  struct eddy_recent *recent;
+  _Atomic uint64_t snaps[64];   /* per worker: its batch's snap_seq, or ~0 */
   int *lock_fds;                /* per consumer: its lock file */
   uv_timer_t housekeeping;
   uv_idle_t again;              /* pump again at once: reads were full */

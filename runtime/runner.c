@@ -650,6 +650,7 @@ static void free_runner(eddy_runner *r) {
     free((void *)c->slot_seq);
   }
   free(r->consumers);
+  while (r->recent) { eddy_recent *n = r->recent->next; free(r->recent); r->recent = n; }
   for (int i = 0; i < r->ncursors; i++) { free(r->cursors[i].done); free(r->cursors[i].skip); }
   free(r->cursors);
   for (int i = 0; i < r->nhandler_files; i++) free(r->handler_files[i]);
@@ -673,6 +674,7 @@ int eddy_run(const eddy_run_options *o) {
   uv_mutex_init(&r->write_mu);
   uv_mutex_init(&r->track_mu);
   r->drain = o->drain;
+  for (int i = 0; i < 64; i++) atomic_store(&r->snaps[i], UINT64_MAX);
   r->started_ms = eddy_now_ms();
   int status = 1;
   eddy_topic_config *topics = NULL;

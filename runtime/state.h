@@ -41,10 +41,10 @@ int eddy_state_foreach(eddy_store *s, int64_t consumer_id,
 /* Dedupe records: 1 when consumer has recorded dkey, 0 when not. */
 int eddy_dedupe_seen(eddy_store *s, int64_t consumer_id, const char *dkey,
                      size_t len);
-/* Records dkey in the open transaction: 1 when recorded now, 0 when it was
- * there already (a duplicate), or a negative code. */
-int eddy_dedupe_record(eddy_store *s, int64_t consumer_id, const char *dkey,
-                       size_t len, int64_t now_ms);
+/* Records the n dedupe keys of one committed batch (any order, repeats
+ * allowed) in the open transaction, as one row. */
+int eddy_dedupe_add(eddy_store *s, int64_t consumer_id, const char **keys,
+                    const size_t *lens, int n, int64_t now_ms);
 /* Calls fn for the consumer's dedupe keys in [lo, hi] (text order), at
  * most max of them; *rows is how many. */
 int eddy_dedupe_range(eddy_store *s, int64_t consumer_id, const char *lo,

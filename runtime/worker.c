@@ -729,8 +729,7 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
       lua_settop(L, top);
       w->current = NULL;
       w->cur_out = NULL;
-      o->kind = O_DUP;
-      atomic_fetch_add(&r->n.deduplicated, 1);
+      o->kind = O_DUP;  /* counted when its batch commits */
       return H_DUP;
     }
   }
@@ -805,6 +804,99 @@ typedef struct touched {
   int64_t watermark;
 } touched;
 
+static int recent_cmp(int ca, const char *a, size_t an, int cb, const char *b, size_t bn) {
+  if (ca != cb) return ca < cb ? -1 : 1;
+  int c = memcmp(a, b, an < bn ? an : bn);
+  return c ? c : (an > bn) - (an < bn);
+}
+
+/* 1 when a commit after this batch's snapshot recorded dkey for the
+ * consumer (write_mu held). */
+static int recently_committed(eddy_worker *w, int consumer, const char *dkey,
+                              size_t n) {
+  for (eddy_recent *e = w->r->recent; e && e->seq > w->snap_seq; e = e->next) {
+    int lo = 0, hi = e->n;
+    while (lo < hi) {
+      int mid = lo + (hi - lo) / 2;
+      int c = recent_cmp(e->consumer[mid], e->key[mid], e->len[mid], consumer, dkey, n);
+      if (c == 0) return 1;
+      if (c < 0) lo = mid + 1; else hi = mid;
+    }
+  }
+  return 0;
+}
+
+/* Drops the recent entries every worker's snapshot includes. */
+static void prune_recent(eddy_runner *r) {
+  uint64_t min = UINT64_MAX;
+  for (int i = 0; i < r->nworkers && i < 64; i++) {
+    uint64_t v = atomic_load(&r->snaps[i]);
+    if (v < min) min = v;
+  }
+  eddy_recent **pe = &r->recent;
+  while (*pe && (*pe)->seq > min) pe = &(*pe)->next;
+  eddy_recent *e = *pe;
+  *pe = NULL;
+  while (e) { eddy_recent *n = e->next; free(e); e = n; }
+}
+
+struct rkey { int consumer; const char *k; size_t n; };
+
+static int by_rkey(const void *a, const void *b) {
+  const struct rkey *x = a, *y = b;
+  return recent_cmp(x->consumer, x->k, x->n, y->consumer, y->k, y->n);
+}
+
+/* Writes the dedupe records of the batch's handled messages (one row per
+ * consumer), and makes the recent-commit entry for them (*fresh, one
+ * allocation).  write_mu held, transaction open. */
+static int record_dedupe(eddy_worker *w, eddy_store *s, int limit, int64_t now,
+                         eddy_recent **fresh) {
+  eddy_runner *r = w->r;
+  int n = 0;
+  size_t bytes = 0;
+  for (int i = 0; i < limit; i++)
+    if (w->out[i].kind == O_DONE && w->out[i].dkey) { n++; bytes += w->out[i].dkey_len; }
+  if (n == 0) return 0;
+  size_t size = sizeof(eddy_recent) + (size_t)n * sizeof(struct rkey) +
+                (size_t)n * sizeof(int) + (size_t)n * sizeof(size_t) +
+                (size_t)n * sizeof(char *) + bytes + 16;
+  eddy_recent *e = malloc(size);
+  if (!e) return eddy_store_seterr(s, EDDY_ENOMEM, "out of memory");
+  /* Layout: the entry, rkeys, lens, key pointers, consumers, bytes. */
+  struct rkey *rk = (struct rkey *)(e + 1);
+  e->len = (size_t *)(rk + n);
+  e->key = (const char **)(e->len + n);
+  e->consumer = (int *)(e->key + n);
+  char *at = (char *)(e->consumer + n);
+  int k = 0;
+  for (int i = 0; i < limit; i++) {
+    outcome *o = &w->out[i];
+    if (o->kind != O_DONE || !o->dkey) continue;
+    memcpy(at, o->dkey, o->dkey_len);
+    rk[k++] = (struct rkey){ o->job->cursor->consumer, at, o->dkey_len };
+    at += o->dkey_len;
+  }
+  qsort(rk, (size_t)n, sizeof *rk, by_rkey);
+  for (int i = 0; i < n; i++) {
+    e->consumer[i] = rk[i].consumer;
+    e->key[i] = rk[i].k;
+    e->len[i] = rk[i].n;
+  }
+  e->n = n;
+  e->next = NULL;
+  int rc = 0;
+  for (int from = 0, i = 1; rc == 0 && from < n; i++) {
+    if (i < n && e->consumer[i] == e->consumer[from]) continue;
+    rc = eddy_dedupe_add(s, r->consumers[e->consumer[from]].store_id, e->key + from,
+                         e->len + from, i - from, now);
+    from = i;
+  }
+  if (rc) { free(e); return rc; }
+  *fresh = e;
+  return 0;
+}
+
 static int commit_batch(eddy_worker *w, int *conflict_at, int locked) {
   eddy_runner *r = w->r;
   eddy_store *s = w->store;
@@ -815,7 +907,7 @@ static int commit_batch(eddy_worker *w, int *conflict_at, int locked) {
     return 0;
   }
   int64_t now = eddy_now_ms();
-  int64_t emitted = 0, quarantined = 0, handled = 0, late_dups = 0;
+  int64_t emitted = 0, quarantined = 0, handled = 0;
   emit_rec **pub = NULL;
   int npub = 0, cappub = 0;
   if (!locked) uv_mutex_lock(&r->write_mu);
@@ -845,14 +937,12 @@ static int commit_batch(eddy_worker *w, int *conflict_at, int locked) {
       if (rc) break;
       if (*conflict_at >= 0) { limit = i; break; }
       if (o->dkey) {
-        int rec = eddy_dedupe_record(s, c->store_id, o->dkey, o->dkey_len, now);
-        if (rec < 0) { rc = rec; break; }
+        int rec = !recently_committed(w, j->cursor->consumer, o->dkey, o->dkey_len);
         if (rec == 0) {
           /* A duplicate found only now (another worker committed the key
            * first).  Later messages of this batch may have read its
            * writes from the overlay: handle them again. */
           o->kind = O_DUP;
-          late_dups++;
           if (o->nwrites && i + 1 < n) { *conflict_at = i + 1; limit = i + 1; break; }
           continue;
         }
@@ -904,6 +994,8 @@ static int commit_batch(eddy_worker *w, int *conflict_at, int locked) {
   }
   if (rc == 0 && npub) rc = publish(s, pub, npub);
   free(pub);
+  eddy_recent *fresh = NULL;
+  if (rc == 0) rc = record_dedupe(w, s, limit, now, &fresh);
   /* Offsets: mark done, find each touched partition's new watermark. */
   touched t[BATCH];
   int nt = 0;
@@ -946,6 +1038,13 @@ static int commit_batch(eddy_worker *w, int *conflict_at, int locked) {
     for (int k = 0; k < nt; k++)
       if (t[k].watermark > t[k].c->committed) t[k].c->committed = t[k].watermark;
     uint64_t seq = atomic_fetch_add(&r->commit_seq, 1) + 1;
+    if (fresh) {
+      fresh->seq = seq;
+      fresh->next = r->recent;
+      r->recent = fresh;
+      fresh = NULL;
+    }
+    prune_recent(r);
     for (int i = 0; i < limit; i++) {
       outcome *o = &w->out[i];
       if (o->kind != O_DONE) continue;
@@ -958,13 +1057,18 @@ static int commit_batch(eddy_worker *w, int *conflict_at, int locked) {
     }
   }
   uv_mutex_unlock(&r->write_mu);
+  free(fresh);   /* not NULL only when the commit failed */
   if (rc) {
     eddy_runner_fatal(r, "%s", eddy_store_errmsg(s));
     return rc;
   }
   atomic_fetch_add(&r->n.handled, handled);
   atomic_fetch_add(&r->n.quarantined, quarantined);
-  atomic_fetch_add(&r->n.deduplicated, late_dups);
+  /* Duplicates count once, when committed: a batch handled again after a
+   * conflict meets its duplicates again. */
+  int64_t dups = 0;
+  for (int i = 0; i < limit; i++) dups += w->out[i].kind == O_DUP;
+  atomic_fetch_add(&r->n.deduplicated, dups);
   atomic_fetch_add(&r->n.emitted, emitted);
   atomic_fetch_add(&r->n.relayed, emitted);
   for (int i = 0; i < limit; i++) {
@@ -1049,6 +1153,7 @@ static void end_batch(eddy_worker *w, int locked) {
     atomic_fetch_sub(&w->r->queued, limit);
     uv_async_send(&w->r->progress);
   }
+  atomic_store(&w->r->snaps[w->index], UINT64_MAX);
   w->nout = w->nwrites = w->nemits = w->nreads = 0;
   w->nnew = 0;
   w->gen++;
@@ -1094,7 +1199,11 @@ static void process(uv_idle_t *h) {
   /* Every commit numbered up to snap_seq is in the snapshot the batch
    * reads (the snapshot starts with the first read, after this load); a
    * state slot written by a later commit is checked by value at commit. */
+  /* Pin the recent commits (0) before reading snap_seq, so none this batch
+   * may need is dropped in between. */
+  atomic_store(&w->r->snaps[w->index], 0);
   w->snap_seq = atomic_load(&w->r->commit_seq);
+  atomic_store(&w->r->snaps[w->index], w->snap_seq);
   int reading = eddy_store_exec(w->store, "BEGIN") == 0;
   prefetch(w);
   /* Handle at least MIN_BATCH messages, then try the write lock every
