@@ -290,11 +290,18 @@ int eddy_partitions_get(eddy_store *s, const eddy_topic_info *t,
 
 static const char *what_part[] = { "key", "value", "headers" };
 
+/* " (message N)" for a record of a batch of several, "" otherwise: made
+ * only when a check fails, since the checks run for every record. */
+static const char *where_of(char *buf, size_t len, size_t i, size_t n) {
+  if (n <= 1) return "";
+  snprintf(buf, len, " (message %zu)", i + 1);
+  return buf;
+}
+
 /* Checks one record against the topic before anything is written. */
 static int check_record(eddy_store *s, const eddy_topic_info *t,
                         const eddy_record *r, size_t i, size_t n) {
-  char where[48] = "";
-  if (n > 1) snprintf(where, sizeof where, " (message %zu)", i + 1);
+  char where[48];
   int64_t limit = t->config.max_message_bytes;
   size_t sizes[3] = { r->has_key ? r->key_len : 0, r->value_len,
                       r->headers_raw ? r->headers_raw_len
@@ -303,26 +310,26 @@ static int check_record(eddy_store *s, const eddy_topic_info *t,
     if ((int64_t)sizes[k] > limit)
       return eddy_store_seterr(s, EDDY_ETOOBIG,
         "%s of %zu bytes is over the limit of %" PRId64 " bytes of topic '%s'%s",
-        what_part[k], sizes[k], limit, t->name, where);
+        what_part[k], sizes[k], limit, t->name, where_of(where, sizeof where, i, n));
   if (r->partition != -1 &&
       (r->partition < 0 || r->partition >= t->config.partitions))
     return eddy_store_seterr(s, EDDY_EINVAL,
       "topic '%s' has no partition %d (it has %d)%s", t->name, r->partition,
-      t->config.partitions, where);
+      t->config.partitions, where_of(where, sizeof where, i, n));
   if (r->id) {
     if (r->id_len == 0 || r->id_len > EDDY_MAX_ID_LEN)
       return eddy_store_seterr(s, EDDY_EINVAL,
         "message id must be 1 to %d bytes, got %zu%s", EDDY_MAX_ID_LEN,
-        r->id_len, where);
+        r->id_len, where_of(where, sizeof where, i, n));
     for (size_t j = 0; j < r->id_len; j++)
       if ((unsigned char)r->id[j] < 0x20 || r->id[j] == 0x7f)
         return eddy_store_seterr(s, EDDY_EINVAL,
-          "message id contains a control character%s", where);
+          "message id contains a control character%s", where_of(where, sizeof where, i, n));
   }
   for (size_t h = 0; h < r->nheaders; h++)
     if (r->headers[h].name_len == 0)
       return eddy_store_seterr(s, EDDY_EINVAL,
-        "header %zu has an empty name%s", h + 1, where);
+        "header %zu has an empty name%s", h + 1, where_of(where, sizeof where, i, n));
   return 0;
 }
 
