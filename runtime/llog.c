@@ -788,11 +788,8 @@ static int read_one(void *ud, const eddy_message *m) {
   return 0;
 }
 
-/* Pushes the headers table of a message: an array of { name, value } pairs
- * in order that also maps each name to its value (the last one, when a name
- * repeats). */
-static void push_headers(lua_State *L, const char *blob, size_t len,
-                         size_t n) {
+void eddy_llog_push_headers(lua_State *L, const char *blob, size_t len,
+                            size_t n) {
   size_t pos = 0;
   eddy_header h;
   lua_Integer i = 0;
@@ -859,7 +856,7 @@ static int l_read(lua_State *L) {
     lua_pushlstring(L, bytes + f->value, f->value_len);
     lua_setfield(L, -2, "value");
     set_int(L, "timestamp", f->timestamp);
-    push_headers(L, bytes + f->headers, f->headers_len, f->nheaders);
+    eddy_llog_push_headers(L, bytes + f->headers, f->headers_len, f->nheaders);
     lua_setfield(L, -2, "headers");
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }

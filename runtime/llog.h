@@ -37,4 +37,11 @@ int eddy_llog_open(lua_State *L);
  * log). */
 eddy_store *eddy_llog_check(lua_State *L, int arg);
 
+/* Pushes the headers table of a message (blob: encoded headers, n of them,
+ * 0 when unknown): an array of { name, value } pairs in order that also maps
+ * each name to its value (the last one, when a name repeats).  Used by
+ * log:read and by the msg object of handlers. */
+void eddy_llog_push_headers(lua_State *L, const char *blob, size_t len,
+                            size_t n);
+
 #endif

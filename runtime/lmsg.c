@@ -7,6 +7,7 @@
  * Both are cached in the userdata's user values.
  */
 #include "lctx.h"
+#include "llog.h"
 #include "ljson.h"
 
 #include <string.h>
@@ -48,21 +49,7 @@ static void push_header(lua_State *L, eddy_job *j, const char *name) {
 static void push_headers(lua_State *L, int self, eddy_job *j) {
   if (lua_getiuservalue(L, self, 1) == LUA_TTABLE) return;
   lua_pop(L, 1);
-  lua_newtable(L);
-  size_t pos = 0;
-  eddy_header h;
-  int i = 0;
-  while (eddy_headers_next(j->headers, j->headers_len, &pos, &h) == 1) {
-    lua_createtable(L, 2, 0);
-    lua_pushlstring(L, h.name, h.name_len);
-    lua_rawseti(L, -2, 1);
-    lua_pushlstring(L, h.value, h.value_len);
-    lua_rawseti(L, -2, 2);
-    lua_rawseti(L, -2, ++i);
-    lua_pushlstring(L, h.name, h.name_len);
-    lua_pushlstring(L, h.value, h.value_len);
-    lua_rawset(L, -3);
-  }
+  eddy_llog_push_headers(L, j->headers, j->headers_len, 0);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, self, 1);
 }

@@ -715,11 +715,12 @@ int eddy_log_trim(eddy_store *s, const char *topic, int64_t now_ms,
   return rc < 0 ? rc : c.rc;
 }
 
-int eddy_done_offsets_add(eddy_store *s, const char *group, int64_t topic_id,
-                          int partition, int64_t offset) {
-  sqlite3_stmt *st = eddy_store_stmt(s,
-    "INSERT OR IGNORE INTO done_offsets(group_name, topic_id, partition, offset)"
-    " VALUES(?1, ?2, ?3, ?4)");
+/* Runs a statement on done_offsets bound to (group, topic_id, partition,
+ * offset); `what` names it in an error. */
+static int done_offsets_exec(eddy_store *s, const char *sql, const char *what,
+                             const char *group, int64_t topic_id, int partition,
+                             int64_t offset) {
+  sqlite3_stmt *st = eddy_store_stmt(s, sql);
   if (!st) return EDDY_ESTORE;
   sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, topic_id);
@@ -727,24 +728,24 @@ int eddy_done_offsets_add(eddy_store *s, const char *group, int64_t topic_id,
   sqlite3_bind_int64(st, 4, offset);
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
-  if (rc != SQLITE_DONE) return eddy_store_sqlerr(s, rc, "recording a done offset");
+  if (rc != SQLITE_DONE) return eddy_store_sqlerr(s, rc, what);
   return 0;
+}
+
+int eddy_done_offsets_add(eddy_store *s, const char *group, int64_t topic_id,
+                          int partition, int64_t offset) {
+  return done_offsets_exec(s,
+    "INSERT OR IGNORE INTO done_offsets(group_name, topic_id, partition, offset)"
+    " VALUES(?1, ?2, ?3, ?4)", "recording a done offset", group, topic_id,
+    partition, offset);
 }
 
 int eddy_done_offsets_clear(eddy_store *s, const char *group, int64_t topic_id,
                             int partition, int64_t below) {
-  sqlite3_stmt *st = eddy_store_stmt(s,
+  return done_offsets_exec(s,
     "DELETE FROM done_offsets WHERE group_name = ?1 AND topic_id = ?2"
-    " AND partition = ?3 AND offset < ?4");
-  if (!st) return EDDY_ESTORE;
-  sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, topic_id);
-  sqlite3_bind_int(st, 3, partition);
-  sqlite3_bind_int64(st, 4, below);
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  if (rc != SQLITE_DONE) return eddy_store_sqlerr(s, rc, "clearing done offsets");
-  return 0;
+    " AND partition = ?3 AND offset < ?4", "clearing done offsets", group,
+    topic_id, partition, below);
 }
 
 int eddy_done_offsets_load(eddy_store *s, const char *group, int64_t topic_id,

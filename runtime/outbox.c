@@ -10,26 +10,6 @@
 
 #include <sqlite3.h>
 
-int eddy_outbox_add(eddy_store *s, const char *topic, const char *id,
-                    const void *key, size_t key_len, int has_key,
-                    const void *value, size_t value_len, const void *headers,
-                    size_t headers_len, int64_t now_ms) {
-  sqlite3_stmt *st = eddy_store_stmt(s,
-    "INSERT INTO outbox(topic, id, key, value, headers, created_at)"
-    " VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
-  if (!st) return EDDY_ESTORE;
-  sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-  if (has_key) sqlite3_bind_blob64(st, 3, key_len ? key : "", key_len, SQLITE_STATIC);
-  sqlite3_bind_blob64(st, 4, value_len ? value : "", value_len, SQLITE_STATIC);
-  if (headers_len) sqlite3_bind_blob64(st, 5, headers, headers_len, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 6, now_ms);
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  if (rc != SQLITE_DONE) return eddy_store_sqlerr(s, rc, "writing to the outbox");
-  return 0;
-}
-
 int eddy_outbox_count(eddy_store *s, int64_t *n) {
   sqlite3_stmt *st = eddy_store_stmt(s, "SELECT count(*) FROM outbox");
   if (!st) return EDDY_ESTORE;
@@ -44,27 +24,8 @@ int eddy_outbox_count(eddy_store *s, int64_t *n) {
 typedef struct row {
   char *topic;
   eddy_record rec;
-  eddy_header *headers;
   void *mem;
 } row;
-
-/* Decodes a header blob into an array (pointing into the blob). */
-static int decode_headers(const void *blob, size_t len, eddy_header **out,
-                          size_t *n) {
-  size_t pos = 0, count = 0;
-  eddy_header h;
-  int r;
-  while ((r = eddy_headers_next(blob, len, &pos, &h)) == 1) count++;
-  if (r < 0) return -1;
-  *n = count;
-  *out = NULL;
-  if (!count) return 0;
-  *out = malloc(count * sizeof **out);
-  if (!*out) return -1;
-  pos = 0;
-  for (size_t i = 0; i < count; i++) eddy_headers_next(blob, len, &pos, &(*out)[i]);
-  return 0;
-}
 
 static int publish(eddy_store *s, row *rows, size_t from, size_t to,
                    int default_partitions) {
@@ -124,12 +85,8 @@ int eddy_outbox_relay(eddy_store *s, int max, int default_partitions,
     if (vl) memcpy(m, sqlite3_column_blob(st, 4), vl);
     m += vl;
     if (hl) memcpy(m, sqlite3_column_blob(st, 5), hl);
-    if (decode_headers(m, hl, &r->headers, &r->rec.nheaders) != 0) {
-      rc = eddy_store_seterr(s, EDDY_ENOTSTORE, "outbox row %lld has malformed headers",
-                             (long long)last);
-      break;
-    }
-    r->rec.headers = r->headers;
+    r->rec.headers_raw = hl ? m : NULL;   /* stored encoded: kept as is */
+    r->rec.headers_raw_len = hl;
     r->rec.partition = -1;
   }
   sqlite3_reset(st);
@@ -152,7 +109,7 @@ int eddy_outbox_relay(eddy_store *s, int max, int default_partitions,
       if (src != SQLITE_DONE) rc = eddy_store_sqlerr(s, src, "clearing the outbox");
     }
   }
-  for (size_t i = 0; i < n; i++) { free(rows[i].headers); free(rows[i].mem); }
+  for (size_t i = 0; i < n; i++) free(rows[i].mem);
   free(rows);
   if (rc) { eddy_store_rollback(s); return rc; }
   rc = eddy_store_commit(s);

@@ -1,12 +1,12 @@
 /*
  * outbox.h - the transactional outbox.
  *
- * ctx:emit writes a row here in the transaction of the message that emitted
- * it; the relay moves rows into the log after that commit.  On the embedded
- * log the relay's produce and its delete of the rows are one transaction,
- * so an event is published exactly once; every event keeps the id it was
- * given at emit, so a relay repeated on another broker yields only
- * duplicates that consumers' dedupe drops.
+ * For brokers outside the store, emitted events wait here, written in the
+ * transaction of the message that emitted them, until the relay publishes
+ * them; each keeps the id it got at emit, so a relay repeated after a crash
+ * yields only duplicates that consumers' dedupe drops.  On the embedded log
+ * the commit publishes events itself (worker.c) and the table stays empty;
+ * the relay's produce and its delete of rows are one transaction there.
  */
 #ifndef EDDY_OUTBOX_H
 #define EDDY_OUTBOX_H
@@ -15,12 +15,6 @@
 #include <stdint.h>
 
 #include "store.h"
-
-/* Adds an event to the outbox, in the open transaction. */
-int eddy_outbox_add(eddy_store *s, const char *topic, const char *id,
-                    const void *key, size_t key_len, int has_key,
-                    const void *value, size_t value_len, const void *headers,
-                    size_t headers_len, int64_t now_ms);
 
 /* Publishes up to max rows, oldest first, in one transaction of its own,
  * creating a missing topic with default_partitions.  Adds the number

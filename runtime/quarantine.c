@@ -56,14 +56,9 @@ int eddy_dlq_add(eddy_store *s, eddy_dlq_entry *e) {
   if (rc != SQLITE_DONE) return eddy_store_sqlerr(s, rc, "quarantining a message");
   e->seq = sqlite3_last_insert_rowid(sqlite3_db_handle(st));
 
-  /* The dlq topic's message: the original headers, then the failure. */
-  size_t n = 0, pos = 0;
-  eddy_header h;
-  while (eddy_headers_next(e->headers, e->headers_len, &pos, &h) == 1) n++;
-  eddy_header *hs = malloc((n + META_HEADERS) * sizeof *hs);
-  if (!hs) return eddy_store_seterr(s, EDDY_ENOMEM, "out of memory");
-  pos = 0;
-  for (size_t i = 0; i < n; i++) eddy_headers_next(e->headers, e->headers_len, &pos, &hs[i]);
+  /* The dlq topic's message: the original headers, then the failure (a
+   * header blob is a sequence, so the two encodings just follow). */
+  eddy_header hs[META_HEADERS];
   char attempts[24], first[32], last[32], part[24], off[24];
   snprintf(attempts, sizeof attempts, "%d", e->attempts);
   eddy_format_time(e->first_failure, first);
@@ -78,10 +73,14 @@ int eddy_dlq_add(eddy_store *s, eddy_dlq_entry *e) {
     { "eddy-consumer", e->consumer }, { "eddy-version", e->version ? e->version : "" },
     { "eddy-reason", e->reason },
   };
-  for (int i = 0; i < META_HEADERS; i++) {
-    hs[n + (size_t)i] = (eddy_header){ meta[i][0], strlen(meta[i][0]), meta[i][1],
-                                      strlen(meta[i][1]) };
-  }
+  for (int i = 0; i < META_HEADERS; i++)
+    hs[i] = (eddy_header){ meta[i][0], strlen(meta[i][0]), meta[i][1],
+                           strlen(meta[i][1]) };
+  size_t msize = eddy_headers_size(hs, META_HEADERS);
+  unsigned char *blob = malloc(e->headers_len + msize);
+  if (!blob) return eddy_store_seterr(s, EDDY_ENOMEM, "out of memory");
+  if (e->headers_len) memcpy(blob, e->headers, e->headers_len);
+  eddy_headers_encode(hs, META_HEADERS, blob + e->headers_len);
   eddy_record r;
   memset(&r, 0, sizeof r);
   r.id = e->id;
@@ -91,15 +90,15 @@ int eddy_dlq_add(eddy_store *s, eddy_dlq_entry *e) {
   r.has_key = e->has_key;
   r.value = e->value;
   r.value_len = e->value_len;
-  r.headers = hs;
-  r.nheaders = n + META_HEADERS;
+  r.headers_raw = blob;
+  r.headers_raw_len = e->headers_len + msize;
   r.partition = -1;
   eddy_topic_info t;
   rc = eddy_topic_get(s, e->dlq_topic, &t);
   if (rc == 0 && e->partition < t.config.partitions) r.partition = e->partition;
   eddy_produced out;
   if (rc == 0) rc = eddy_log_produce(s, e->dlq_topic, &r, 1, &out);
-  free(hs);
+  free(blob);
   return rc;
 }
 
@@ -159,8 +158,6 @@ static int each(eddy_store *s, sqlite3_stmt *st,
 int eddy_dlq_foreach(eddy_store *s, const char *consumer, int which,
                      int (*fn)(void *ud, const eddy_dlq_entry *e), void *ud) {
   static char sql[512];
-  static const char *q = NULL;
-  (void)q;
   sqlite3_stmt *st;
   if (!sql[0]) snprintf(sql, sizeof sql, "%s WHERE (?1 IS NULL OR consumer = ?1)"
                         " AND (?2 = 1 OR replayed_at IS NULL) ORDER BY seq", COLS);
@@ -201,13 +198,6 @@ struct replay_ctx {
 
 static int replay_one(void *ud, const eddy_dlq_entry *e) {
   struct replay_ctx *c = ud;
-  size_t n = 0, pos = 0;
-  eddy_header h;
-  while (eddy_headers_next(e->headers, e->headers_len, &pos, &h) == 1) n++;
-  eddy_header *hs = n ? malloc(n * sizeof *hs) : NULL;
-  if (n && !hs) return c->rc = eddy_store_seterr(c->s, EDDY_ENOMEM, "out of memory");
-  pos = 0;
-  for (size_t i = 0; i < n; i++) eddy_headers_next(e->headers, e->headers_len, &pos, &hs[i]);
   eddy_record r;
   memset(&r, 0, sizeof r);
   r.id = e->id;
@@ -217,8 +207,8 @@ static int replay_one(void *ud, const eddy_dlq_entry *e) {
   r.has_key = e->has_key;
   r.value = e->value;
   r.value_len = e->value_len;
-  r.headers = hs;
-  r.nheaders = n;
+  r.headers_raw = e->headers_len ? e->headers : NULL;
+  r.headers_raw_len = e->headers_len;
   r.timestamp = 0;
   r.partition = -1;
   /* Copy what the produce needs before the statement moves on. */
@@ -226,7 +216,6 @@ static int replay_one(void *ud, const eddy_dlq_entry *e) {
   snprintf(topic, sizeof topic, "%s", e->topic);
   eddy_produced out;
   int rc = eddy_log_produce(c->s, topic, &r, 1, &out);
-  free(hs);
   if (rc) return c->rc = rc;
   c->partition = out.partition;
   c->offset = out.offset;

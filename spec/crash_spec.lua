@@ -383,12 +383,10 @@ describe("eddy run, killed with SIGKILL", function()
       local delay = math.random(50, 400)
       local cap = ngood * round // (ROUNDS + 1)
       local progress_at = system.monotime()
-      local deadline = progress_at + delay / 1000
-      local seen = count(data, "counted")
-      while system.monotime() < deadline and seen < cap and not H.exit_code(h) do
-        H.sleep(0.005)
-        seen = count(data, "counted")
-      end
+      -- The kill moment: the drawn delay, or earlier once the events reach
+      -- the cap (or the run ended by itself, which the asserts below catch).
+      H.poll(function() return count(data, "counted") >= cap or H.exit_code(h) end,
+             delay / 1000, 0.005)
       local ran_ms = (system.monotime() - progress_at) * 1000
       kill(h)
       local after = count(data, "counted")

@@ -5,21 +5,11 @@ local eddy = require "eddy"
 local helpers = require "helpers"
 local system = require "system"
 
--- busted keeps one finally() per test: a later call replaces an earlier one.
--- Every test therefore calls scope() once and registers its cleanups with
--- the function it returns; they run in reverse order, each even when an
--- earlier one fails.
+-- Every test calls scope() once and registers its cleanups with the
+-- function it returns (helpers.defer: last first, each even when an earlier
+-- one fails).
 local function scope()
-  local fns = {}
-  finally(function()
-    local first_err
-    for i = #fns, 1, -1 do
-      local ok, err = pcall(fns[i])
-      if not ok and not first_err then first_err = err end
-    end
-    if first_err then error(first_err, 0) end
-  end)
-  return function(fn) fns[#fns + 1] = fn end
+  return function(fn) helpers.defer(finally, fn) end
 end
 
 -- A temporary directory, removed at the end of the test.

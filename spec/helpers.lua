@@ -205,27 +205,37 @@ local function now()
   return os.time()
 end
 
---- Sleeps a little (s seconds).
-function M.sleep(s)
+-- The pause between two looks at a condition being waited for.
+local function pause(s)
   if ok_system then system.sleep(s) else os.execute("sleep " .. s) end
 end
 
---- Polls pred until it returns a true value, and returns that value.  For
--- waiting on real events (a background process printing or exiting), never
--- in place of a deterministic check.
+--- Looks at pred until it returns a true value or seconds have passed;
+-- returns pred's value, or nil when the time ran out.  For waiting on real
+-- events (a background process printing, committing or exiting), never in
+-- place of a deterministic check.
+-- @tparam function pred called with no arguments
+-- @tparam number seconds how long to keep looking
+-- @tparam[opt] number every seconds between looks (default 0.01)
+function M.poll(pred, seconds, every)
+  local deadline = now() + seconds
+  while true do
+    local v = pred()
+    if v then return v end
+    if now() > deadline then return nil end
+    pause(every or 0.01)
+  end
+end
+
+--- Polls pred until it returns a true value, and returns that value; fails
+-- the test when timeout_s pass first.
 -- @tparam function pred called with no arguments
 -- @tparam number timeout_s give up after this many seconds
 -- @tparam string what what is being waited for, for the failure message
 function M.wait_until(pred, timeout_s, what)
-  local deadline = now() + timeout_s
-  while true do
-    local v = pred()
-    if v then return v end
-    if now() > deadline then
-      error(string.format("timed out after %gs waiting for %s", timeout_s, what), 2)
-    end
-    M.sleep(0.01)
-  end
+  local v = M.poll(pred, timeout_s)
+  if v then return v end
+  error(string.format("timed out after %gs waiting for %s", timeout_s, what), 2)
 end
 
 --- Starts a command (a list: program and its arguments) in the background.

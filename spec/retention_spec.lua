@@ -13,19 +13,10 @@ local helpers = require "helpers"
 
 local MINUTE = 60000
 
--- busted keeps one finally() per test; scope() registers one that runs
--- every cleanup given to the function it returns, last first.
+-- Every test calls scope() once and registers its cleanups with the
+-- function it returns (helpers.defer: last first).
 local function scope()
-  local fns = {}
-  finally(function()
-    local first_err
-    for i = #fns, 1, -1 do
-      local ok, err = pcall(fns[i])
-      if not ok and not first_err then first_err = err end
-    end
-    if first_err then error(first_err, 0) end
-  end)
-  return function(fn) fns[#fns + 1] = fn end
+  return function(fn) helpers.defer(finally, fn) end
 end
 
 -- A log on a new store in a new directory, both removed at the end.

@@ -332,12 +332,7 @@ local function fail(msg)
 end
 
 local function check_keys(prefix, what, t, known)
-  local set = {}
-  for _, k in ipairs(known) do set[k] = true end
-  local bad
-  for k in pairs(t) do
-    if not set[k] and (bad == nil or tostring(k) < tostring(bad)) then bad = k end
-  end
+  local bad = eddy._unknown_key(t, known)
   if bad ~= nil then fail(prefix .. eddy._unknown_option(what, bad, known)) end
 end
 

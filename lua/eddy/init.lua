@@ -348,16 +348,23 @@ local function fail(msg)
   error(setmetatable({ msg = msg }, Failure), 0)
 end
 
--- Fails with "<prefix>unknown <what> ..." when t has a key not in known.
-local function check_keys(prefix, what, t, known)
+--- Internal, used by `eddy.app` too: the key of t that is not in the list
+-- known, the first in text order (so that a message does not depend on the
+-- hash order of the table), or nil.
+-- @local
+function M._unknown_key(t, known)
   local set = {}
   for _, k in ipairs(known) do set[k] = true end
   local bad
   for k in pairs(t) do
-    -- The first bad key in a stable order, so that the message does not
-    -- depend on the hash order of the table.
     if not set[k] and (bad == nil or tostring(k) < tostring(bad)) then bad = k end
   end
+  return bad
+end
+
+-- Fails with "<prefix>unknown <what> ..." when t has a key not in known.
+local function check_keys(prefix, what, t, known)
+  local bad = M._unknown_key(t, known)
   if bad ~= nil then fail(prefix .. M._unknown_option(what, bad, known)) end
 end
 
