@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
 #include <sqlite3.h>
 
 #define STMT_CACHE 64
@@ -409,6 +410,16 @@ static int check_or_create(eddy_store *s) {
   return 0;
 }
 
+/* SQLite counts every allocation in global statistics behind one mutex
+ * that all threads share: workers that each own a connection then queue on
+ * it.  eddy reads no memory statistics, so they are off.  This must happen
+ * before SQLite initialises; if something in the process already used
+ * SQLite, the call fails harmlessly and the default stays. */
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+static void configure_sqlite(void) {
+  sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int eddy_store_open(const char *dir, const eddy_store_options *opts,
                     eddy_store **out, char *err, size_t errlen) {
   *out = NULL;
@@ -478,6 +489,7 @@ int eddy_store_open(const char *dir, const eddy_store_options *opts,
   int code = 0;
   if (!s->dir) { code = EDDY_ENOMEM; snprintf(s->errmsg, sizeof s->errmsg, "out of memory"); goto err; }
 
+  pthread_once(&sqlite_once, configure_sqlite);
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
               (create ? SQLITE_OPEN_CREATE : 0);
   int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
