@@ -42,13 +42,12 @@
 
 #include <lauxlib.h>
 
-/* A batch ends at BATCH messages or after BATCH_MS, whichever comes
- * first: big batches for fast handlers (one commit for many messages),
- * short ones in time for slow handlers (latency, and prompt stops). */
+/* A batch ends at BATCH messages, after BATCH_MS, or when the worker's
+ * queue is empty, whichever comes first: big batches for fast handlers
+ * (one commit for many messages), short ones in time for slow handlers
+ * (latency, and prompt stops). */
 #define BATCH 2048
 #define BATCH_MS 50
-#define MIN_BATCH 512
-#define STEP 128
 #define OVERLAY_SLOTS 16384       /* power of two: writes, dedupe keys, prefetch */
 #define PARK_BUCKETS 1024
 #define PREFETCH_ROWS (4 * BATCH)  /* a range holding more is not prefetched */
@@ -897,20 +896,17 @@ static int record_dedupe(eddy_worker *w, eddy_store *s, int limit, int64_t now,
   return 0;
 }
 
-static int commit_batch(eddy_worker *w, int *conflict_at, int locked) {
+static int commit_batch(eddy_worker *w, int *conflict_at) {
   eddy_runner *r = w->r;
   eddy_store *s = w->store;
   int n = w->nout, limit = n;
   *conflict_at = -1;
-  if (n == 0) {
-    if (locked) uv_mutex_unlock(&r->write_mu);
-    return 0;
-  }
+  if (n == 0) return 0;
   int64_t now = eddy_now_ms();
   int64_t emitted = 0, quarantined = 0, handled = 0;
   emit_rec **pub = NULL;
   int npub = 0, cappub = 0;
-  if (!locked) uv_mutex_lock(&r->write_mu);
+  uv_mutex_lock(&r->write_mu);
   int rc = eddy_store_begin(s);
   for (int i = 0; rc == 0 && i < n; i++) {
     outcome *o = &w->out[i];
@@ -1140,9 +1136,9 @@ static void redo_from(eddy_worker *w, int from) {
   free(jobs);
 }
 
-static void end_batch(eddy_worker *w, int locked) {
+static void end_batch(eddy_worker *w) {
   int conflict_at;
-  int rc = commit_batch(w, &conflict_at, locked);
+  int rc = commit_batch(w, &conflict_at);
   int limit = conflict_at >= 0 ? conflict_at : w->nout;
   if (rc == 0) {
     if (conflict_at >= 0) {
@@ -1162,9 +1158,9 @@ static void end_batch(eddy_worker *w, int locked) {
 
 /* Handles queued messages into the batch until it holds `until`
  * outcomes (or BATCH), the queue is empty, or the deadline passed. */
-static void handle_some(eddy_worker *w, int64_t deadline, int until) {
+static void handle_some(eddy_worker *w, int64_t deadline) {
   int handled_now = 0;
-  while (w->q_head && w->nout < until && w->nout < BATCH &&
+  while (w->q_head && w->nout < BATCH &&
          w->nwrites < OVERLAY_SLOTS / 4) {
     if ((++handled_now & 15) == 0 && mono_ms() >= deadline) break;
     eddy_job *j = w->q_head;
@@ -1206,21 +1202,9 @@ static void process(uv_idle_t *h) {
   atomic_store(&w->r->snaps[w->index], w->snap_seq);
   int reading = eddy_store_exec(w->store, "BEGIN") == 0;
   prefetch(w);
-  /* Handle at least MIN_BATCH messages, then try the write lock every
-   * STEP messages: while another worker commits, this one keeps handling
-   * (its batch grows) instead of waiting, up to BATCH or BATCH_MS. */
-  int64_t deadline = mono_ms() + BATCH_MS;
-  int locked = 0, until = MIN_BATCH;
-  for (;;) {
-    handle_some(w, deadline, until);
-    int can_grow = w->q_head && w->nout < BATCH && w->nwrites < OVERLAY_SLOTS / 4 &&
-                   !w->r->failed && mono_ms() < deadline;
-    if (!can_grow) break;
-    if (uv_mutex_trylock(&w->r->write_mu) == 0) { locked = 1; break; }
-    until = w->nout + STEP;
-  }
+  handle_some(w, mono_ms() + BATCH_MS);
   if (reading) eddy_store_exec(w->store, "COMMIT");
-  end_batch(w, locked);
+  end_batch(w);
   if (!w->q_head) {
     uv_idle_stop(h);
     w->working = 0;
