@@ -52,6 +52,8 @@
 #define PARK_BUCKETS 1024
 #define PREFETCH_ROWS (4 * BATCH)  /* a range holding more is not prefetched */
 #define PREFETCH_SLOTS 32768       /* power of two, > 2 * PREFETCH_ROWS */
+#define CACHE_SLOTS 16384          /* power of two: state values kept across batches */
+#define CACHE_MAX_VALUE 1024       /* bigger values are always read from the store */
 
 typedef struct outcome {
   eddy_job *job;
@@ -93,7 +95,21 @@ typedef struct read_rec {
   const char *key;        /* in the arena */
   size_t key_len;
   uint64_t value_hash;    /* of the value read; 0 when absent */
+  uint64_t as_of;         /* the value is the store's as of this commit */
 } read_rec;
+
+/* A state value this worker knows the store held as of commit seq: read in
+ * a batch whose snapshot holds every commit up to seq, or written by this
+ * worker's commit seq.  It is still the store's value while no commit
+ * after seq wrote its epoch slot. */
+typedef struct cache_ent {
+  uint64_t hash;          /* 0: empty */
+  uint64_t seq;
+  int consumer;
+  int present;            /* 0: the key has no value */
+  size_t key_len, value_len, cap;
+  char *data;             /* the key, then the value */
+} cache_ent;
 
 typedef struct overlay_slot {
   uint32_t gen;
@@ -157,6 +173,7 @@ struct eddy_worker {
    * a failed handler rebuilds the overlay, never this. */
   overlay_slot pre_slots[PREFETCH_SLOTS];
   uint32_t pre_gen;
+  cache_ent cache[CACHE_SLOTS]; /* direct-mapped by key hash */
   arena_chunk *arena;
   /* Dedupe prefetch of this batch, per consumer: every dedupe key the
    * store holds between lo and hi is in pre_slots, so a lookup in that
@@ -394,6 +411,41 @@ static uint32_t epoch_slot(uint64_t h) {
   return (uint32_t)(h % EDDY_EPOCH_SLOTS);
 }
 
+/* Remembers that the store held value (NULL: none) for key as of commit
+ * seq.  A value too big to keep empties the slot instead. */
+static void cache_put(eddy_worker *w, int consumer, uint64_t h, const char *key,
+                      size_t len, const char *value, size_t value_len,
+                      uint64_t seq) {
+  cache_ent *e = &w->cache[h & (CACHE_SLOTS - 1)];
+  size_t need = len + (value ? value_len : 0);
+  e->hash = 0;
+  if (value && value_len > CACHE_MAX_VALUE) return;
+  if (need > e->cap) {
+    size_t cap = need < 64 ? 64 : need;
+    char *d = realloc(e->data, cap);
+    if (!d) return;
+    e->data = d;
+    e->cap = cap;
+  }
+  memcpy(e->data, key, len);
+  if (value) memcpy(e->data + len, value, value_len);
+  e->hash = h | 1;
+  e->seq = seq;
+  e->consumer = consumer;
+  e->present = value != NULL;
+  e->key_len = len;
+  e->value_len = value ? value_len : 0;
+}
+
+static void cache_free(eddy_worker *w) {
+  for (int i = 0; i < CACHE_SLOTS; i++) {
+    free(w->cache[i].data);
+    w->cache[i].data = NULL;
+    w->cache[i].hash = 0;
+    w->cache[i].cap = 0;
+  }
+}
+
 int eddy_worker_state_get(eddy_worker *w, int consumer, const char *key,
                           size_t len, const char **value, size_t *value_len) {
   uint64_t h = fnv(key, len, 0xcbf29ce484222325ULL);
@@ -406,18 +458,40 @@ int eddy_worker_state_get(eddy_worker *w, int consumer, const char *key,
   eddy_consumer_def *c = &w->r->consumers[consumer];
   uint32_t slot = epoch_slot(h);
   read_rec *rr = NULL;
-  if (w->cur_out) {
-    const char *k = arena_dup(w, key, len);
-    if (!k) return -1;
-    GROW(w->reads, w->nreads, w->capreads);
-    rr = &w->reads[w->nreads++];
-    *rr = (read_rec){ consumer, slot, k, len, 0 };
-    w->cur_out->nreads++;
+  if (!w->cur_out) {
+    int rc = eddy_state_get(w->store, c->store_id, key, len, &w->scratch);
+    if (rc <= 0) return rc;
+    *value = w->scratch.data;
+    *value_len = w->scratch.len;
+    return 1;
+  }
+  const char *k = arena_dup(w, key, len);
+  if (!k) return -1;
+  GROW(w->reads, w->nreads, w->capreads);
+  rr = &w->reads[w->nreads++];
+  *rr = (read_rec){ consumer, slot, k, len, 0, w->snap_seq };
+  w->cur_out->nreads++;
+  /* The cache, while no commit after it wrote the slot.  A commit that
+   * wrote it and has not yet marked the slot is caught at this batch's
+   * commit: the read is checked against the cache's seq, not the
+   * batch's snapshot. */
+  cache_ent *e = &w->cache[h & (CACHE_SLOTS - 1)];
+  if (e->hash == (h | 1) && e->consumer == consumer && e->key_len == len &&
+      memcmp(e->data, key, len) == 0 &&
+      atomic_load_explicit(&c->slot_seq[slot], memory_order_acquire) <= e->seq) {
+    rr->as_of = e->seq;
+    if (!e->present) return 0;
+    rr->value_hash = fnv(e->data + len, e->value_len, 0xcbf29ce484222325ULL) | 1;
+    *value = e->data + len;
+    *value_len = e->value_len;
+    return 1;
   }
   int rc = eddy_state_get(w->store, c->store_id, key, len, &w->scratch);
   if (rc < 0) return rc;
+  cache_put(w, consumer, h, key, len, rc ? w->scratch.data : NULL, w->scratch.len,
+            w->snap_seq);
   if (rc == 0) return 0;
-  if (rr) rr->value_hash = fnv(w->scratch.data, w->scratch.len, 0xcbf29ce484222325ULL) | 1;
+  rr->value_hash = fnv(w->scratch.data, w->scratch.len, 0xcbf29ce484222325ULL) | 1;
   *value = w->scratch.data;
   *value_len = w->scratch.len;
   return 1;
@@ -916,7 +990,7 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
       for (int k = 0; k < o->nreads && rc == 0; k++) {
         read_rec *rr = &w->reads[o->first_read + k];
         if (atomic_load_explicit(&r->consumers[rr->consumer].slot_seq[rr->slot],
-                                 memory_order_acquire) <= w->snap_seq)
+                                 memory_order_acquire) <= rr->as_of)
           continue;
         /* The slot was written since: by this key, or by another key that
          * shares the slot.  Compare the value itself. */
@@ -1049,6 +1123,8 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
         uint64_t h = fnv(wr->key, wr->key_len, 0xcbf29ce484222325ULL);
         atomic_store_explicit(&r->consumers[wr->consumer].slot_seq[epoch_slot(h)],
                               seq, memory_order_release);
+        cache_put(w, wr->consumer, h, wr->key, wr->key_len, wr->value,
+                  wr->value_len, seq);
       }
     }
   }
@@ -1344,6 +1420,7 @@ eddy_worker *eddy_worker_start(eddy_runner *r, int index, char *err,
     eddy_sandbox_free(w->sb);
     eddy_store_close(w->store);
     eddy_buf_free(&w->scratch);
+    cache_free(w);
     uv_cond_destroy(&w->ready_cv);
     uv_mutex_destroy(&w->mu);
     free(w);
@@ -1364,6 +1441,7 @@ void eddy_worker_stop(eddy_worker *w) {
   eddy_store_close(w->store);
   eddy_buf_free(&w->scratch);
   eddy_buf_free(&w->json);
+  cache_free(w);
   arena_reset(w);
   free(w->arena);
   free(w->writes);

@@ -386,6 +386,39 @@ return eddy.consumer {
   it("keeps per-key order and counts every message once when all keys share a state key",
      function() keyed_order(true) end)
 
+  -- Workers keep the state values they read and wrote from one batch to
+  -- the next.  Here every message of 1,000 keys (spread over both workers)
+  -- adds to one shared counter and to one of 37 others, over enough
+  -- batches that each worker's kept copies go stale again and again.
+  it("counts exactly when both workers update the same state keys batch after batch",
+     function()
+    local app = make_app {
+      workers = 2, topics = { t = 4 },
+      handlers = { shared = [[
+local eddy = require "eddy"
+return eddy.consumer {
+  name = "shared", topics = { "t" },
+  handle = function(msg, ctx)
+    ctx.state:set("total", (ctx.state:get("total") or 0) + 1)
+    local k = "k" .. (tonumber(msg.value) % 37)
+    ctx.state:set(k, (ctx.state:get(k) or 0) + 1)
+  end,
+}
+]] },
+    }
+    local N, lines = 30000, {}
+    for i = 1, N do lines[i] = "key" .. (i % 1000) .. "\t" .. i end
+    produce_lines(app, "t", lines)
+    local s = drain(app)
+    assert.equal(N, s.handled)
+    local st = state(app, "shared")
+    assert.equal(N, st.total)
+    local want = {}
+    for i = 1, N do local k = "k" .. (i % 37); want[k] = (want[k] or 0) + 1 end
+    want.total = N
+    assert.same(want, st)
+  end)
+
   it("runs different keys in parallel on different workers", function()
     -- Each message's handler says it started (a file), then waits until
     -- the handler of a message of another key started too.  With one
