@@ -113,6 +113,7 @@ typedef struct cache_ent {
 
 typedef struct overlay_slot {
   uint32_t gen;
+  uint32_t stored;     /* commit_gen of the commit that wrote it to the store */
   int consumer;
   uint64_t hash;
   const char *key;
@@ -173,6 +174,7 @@ struct eddy_worker {
    * a failed handler rebuilds the overlay, never this. */
   overlay_slot pre_slots[PREFETCH_SLOTS];
   uint32_t pre_gen;
+  uint32_t commit_gen;          /* marks overlay slots a commit has written */
   cache_ent cache[CACHE_SLOTS]; /* direct-mapped by key hash */
   arena_chunk *arena;
   /* Dedupe prefetch of this batch, per consumer: every dedupe key the
@@ -381,6 +383,7 @@ static overlay_slot *slot_find(overlay_slot *tab, uint32_t size, uint32_t gen,
     if (s->gen != gen) {
       if (!insert) return NULL;
       s->gen = gen;
+      s->stored = 0;
       s->consumer = consumer;
       s->hash = h;
       s->key = key;
@@ -1017,11 +1020,6 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
           continue;
         }
       }
-      for (int k = 0; rc == 0 && k < o->nwrites; k++) {
-        write_rec *wr = &w->writes[o->first_write + k];
-        rc = eddy_state_put(s, r->consumers[wr->consumer].store_id, wr->key,
-                            wr->key_len, wr->value, wr->value_len, now);
-      }
       for (int k = 0; k < o->nemits; k++) {
         if (npub == cappub) {
           int nc = cappub ? cappub * 2 : 256;
@@ -1060,6 +1058,23 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
       e.dlq_topic = c->dlq_topics[j->cursor->topic_index];
       rc = eddy_dlq_add(s, &e);
       quarantined++;
+    }
+  }
+  /* State: only each key's last write among the committed messages. */
+  w->commit_gen++;
+  for (int i = limit - 1; rc == 0 && i >= 0; i--) {
+    outcome *o = &w->out[i];
+    if (o->kind != O_DONE) continue;
+    for (int k = o->nwrites - 1; rc == 0 && k >= 0; k--) {
+      write_rec *wr = &w->writes[o->first_write + k];
+      overlay_slot *os = overlay_find(w, wr->consumer, wr->key, wr->key_len,
+                                      fnv(wr->key, wr->key_len, 0xcbf29ce484222325ULL), 0);
+      if (os) {
+        if (os->stored == w->commit_gen) continue;
+        os->stored = w->commit_gen;
+      }
+      rc = eddy_state_put(s, r->consumers[wr->consumer].store_id, wr->key,
+                          wr->key_len, wr->value, wr->value_len, now);
     }
   }
   if (rc == 0 && npub) rc = publish(s, pub, npub);
