@@ -41,8 +41,8 @@ CORE   = errors store log headers partitioner uuid buf units state outbox \
 # Lua bindings.
 LBIND  = leddy llog
 # The consumer runtime (needs Lua and libuv; only in the binary).
-RUNTIME = runner worker sandbox lctx lmsg ljson
-CLI    = cli cli_topic cli_produce cli_tail cli_run cli_dlq cli_state
+RUNTIME = runner worker sandbox lctx lmsg ljson app reload control
+CLI    = cli cli_topic cli_produce cli_tail cli_run cli_dlq cli_state cli_reload
 LUA_LIB = $(sort $(wildcard lua/eddy/*.lua))
 
 OBJ         = $(BUILD)/obj

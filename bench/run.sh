@@ -51,3 +51,16 @@ printf "%-48s %12s %14s %7s\n" "(a) no-op handler, dedupe on" "$a" "$ref_noop" \
 printf "%-48s %12s %14s %7s\n" "(b) JSON + state get/set + one emit" "$b" "$ref_work" \
   "$(awk "BEGIN{printf \"%.3f\", $b/$ref_work}")"
 echo "targets: (a) >= 400000 msgs/s, (b) >= 120000 msgs/s"
+
+# (c) The pause a reload causes, under load: 20 reloads while eddy run works
+# through a backlog (bench/reload.lua says how it is measured).
+RELOAD_N=${BENCH_RELOAD_MESSAGES:-600000}
+lua5.4 bench/gen.lua "$RELOAD_N" "$KEYS" > "$TMP/input-reload"
+cp -r bench/reload "$TMP/reload-app"
+set -- $(lua5.4 bench/reload.lua "$EDDY" "$TMP/reload-app" "$TMP/data-reload" "$TMP/input-reload" 20)
+[ -n "$5" ] || { echo "bench: (c) did not finish"; exit 1; }
+echo "(c) reload pause under load ($RELOAD_N-message backlog): the largest gap between handled messages, ms"
+printf "    around each of %d reloads: p50 %s, p99 %s; between reloads (no reload): p50 %s, p99 %s\n" \
+  "$1" "$2" "$3" "$4" "$5"
+echo "    target: p99 around reloads < 50 ms"
+

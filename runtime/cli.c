@@ -46,7 +46,8 @@ static const eddy_cli_cmd *commands[] = {
   &eddy_cmd_topic_create, &eddy_cmd_topic_list, &eddy_cmd_topic_alter,
   &eddy_cmd_topic_trim, &eddy_cmd_produce, &eddy_cmd_tail, &eddy_cmd_run,
   &eddy_cmd_dlq_list, &eddy_cmd_dlq_show, &eddy_cmd_dlq_replay,
-  &eddy_cmd_dlq_purge, &eddy_cmd_state_get, &eddy_cmd_state_list, &cmd_version_def,
+  &eddy_cmd_dlq_purge, &eddy_cmd_state_get, &eddy_cmd_state_list, &eddy_cmd_reload,
+  &eddy_cmd_status, &cmd_version_def,
   &cmd_help_def, NULL
 };
 
@@ -111,10 +112,15 @@ int eddy_cli_int(const eddy_cli_args *a, const char *name, int64_t min,
   return 0;
 }
 
-eddy_store *eddy_cli_open(const eddy_cli_args *a, int create) {
+const char *eddy_cli_data_dir(const eddy_cli_args *a) {
   const char *dir = eddy_cli_value(a, "data");
   if (!dir) dir = getenv("EDDY_DATA");
   if (!dir || !*dir) dir = "./data";
+  return dir;
+}
+
+eddy_store *eddy_cli_open(const eddy_cli_args *a, int create) {
+  const char *dir = eddy_cli_data_dir(a);
   eddy_store_options o = { create, 0 };
   int64_t t;
   if (eddy_cli_value(a, "lock-timeout")) {

@@ -68,6 +68,9 @@ int eddy_cli_usage_error(const eddy_cli_args *a, const char *fmt, ...)
 int eddy_cli_fail(const eddy_cli_args *a, const char *fmt, ...)
   __attribute__((format(printf, 2, 3)));
 
+/* The data directory: --data, else $EDDY_DATA, else ./data. */
+const char *eddy_cli_data_dir(const eddy_cli_args *a);
+
 /* Opens the store named by --data (default $EDDY_DATA, else ./data).
  * Prints the error and returns NULL on failure. */
 eddy_store *eddy_cli_open(const eddy_cli_args *a, int create);
@@ -91,6 +94,7 @@ void eddy_cli_message_json(struct eddy_buf *b, const struct eddy_message *m);
 extern const eddy_cli_cmd eddy_cmd_topic_create, eddy_cmd_topic_list,
   eddy_cmd_topic_alter, eddy_cmd_topic_trim, eddy_cmd_produce, eddy_cmd_tail,
   eddy_cmd_run, eddy_cmd_dlq_list, eddy_cmd_dlq_show, eddy_cmd_dlq_replay,
-  eddy_cmd_dlq_purge, eddy_cmd_state_get, eddy_cmd_state_list;
+  eddy_cmd_dlq_purge, eddy_cmd_state_get, eddy_cmd_state_list, eddy_cmd_reload,
+  eddy_cmd_status;
 
 #endif

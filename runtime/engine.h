@@ -21,10 +21,17 @@ typedef struct eddy_worker eddy_worker;
 
 /* The slots of a consumer's state-key epoch table (see worker.c). */
 #define EDDY_EPOCH_SLOTS 65536
+/* Consumers one run can know, over all its reloads (a removed consumer
+ * keeps its number, and gets it back if a reload adds it again). */
+#define EDDY_MAX_CONSUMERS 256
 
 /* What the runtime needs to know of a consumer; its Lua functions live in
- * each worker's own state. */
+ * each worker's own state.  A generation (below) holds one per consumer
+ * number; store_id and slot_seq belong to the consumer, not to the
+ * definition, and are shared by every generation. */
 typedef struct eddy_consumer_def {
+  int active;               /* 0: not in this generation (removed) */
+  int64_t loaded_at;        /* when this version of it was loaded (ms) */
   char *name;
   char *file;
   char *version;
@@ -43,10 +50,31 @@ typedef struct eddy_consumer_def {
   _Atomic uint64_t *slot_seq; /* EDDY_EPOCH_SLOTS */
 } eddy_consumer_def;
 
+/* One version of the app's consumers: the one eddy run started with, or
+ * one a reload made.  Immutable once made; the runner and each worker hold
+ * a reference to the one they run (see eddy_gen_release). */
+typedef struct eddy_gen {
+  uint64_t no;                  /* 1 at startup, then +1 per reload */
+  int nconsumers;               /* consumer numbers known: defs[0..n) */
+  eddy_consumer_def *defs;
+  int nhandler_files;
+  char **handler_files;
+  _Atomic int refs;
+} eddy_gen;
+
+/* Drops a reference; the last one frees the generation. */
+void eddy_gen_release(eddy_gen *g);
+
 /* One partition of one topic as one consumer reads it. */
 typedef struct eddy_cursor {
+  /* Runner only: 0 until every worker runs a generation that has its
+   * consumer (a reload added it); the runner reads only live cursors. */
+  int live;
+  /* The generation that stopped reading it (its consumer or topic was
+   * removed), 0 while read.  A worker switching to that generation drops
+   * the cursor's messages it still holds, unhandled. */
+  _Atomic uint64_t retired_gen;
   int consumer;
-  int topic_index;          /* into the consumer's topics */
   const char *topic;
   int64_t topic_id;
   int partition;
@@ -111,10 +139,16 @@ struct eddy_runner {
   char **handler_files;
   int nhandler_files;
   char *app_dir;
-  int nconsumers;
+  eddy_gen *gen;                /* the generation the runner reads for */
+  int nconsumers;               /* gen->nconsumers, gen->defs */
   eddy_consumer_def *consumers;
-  int ncursors;
-  eddy_cursor *cursors;
+  _Atomic uint64_t *slot_seqs[EDDY_MAX_CONSUMERS]; /* per consumer number */
+  int lock_fds[EDDY_MAX_CONSUMERS]; /* per consumer number, -1: not held */
+  int ncursors, capcursors;
+  eddy_cursor **cursors;
+  const char *data_override;    /* --data, for reloads */
+  int app_workers;              /* the app's worker count as started */
+  struct eddy_reloader *reloader; /* reload.c */
   int nworkers;
   eddy_worker **workers;
   eddy_store *store;            /* the runner's own connection */
@@ -141,11 +175,34 @@ struct eddy_runner {
    * every worker's snapshot includes it. */
   struct eddy_recent *recent;
   _Atomic uint64_t snaps[64];   /* per worker: its batch's snap_seq, or ~0 */
-  int *lock_fds;                /* per consumer: its lock file */
   uv_timer_t housekeeping;
   uv_idle_t again;              /* pump again at once: reads were full */
   int again_on;
 };
+
+/* Store preparation shared by startup and reload (runner.c).  Each
+ * returns 0, or -1 with a one-line error in err. */
+struct eddy_app;
+/* Checks, changing nothing, that every topic the app's consumers read is
+ * declared or exists, and that no declared topic has fewer partitions than
+ * the store's. */
+int eddy_runner_check_topics(eddy_runner *r, const struct eddy_app *a, char *err,
+                             size_t errlen);
+/* Creates the app's topics that are missing. */
+int eddy_runner_create_topics(eddy_runner *r, const struct eddy_app *a, char *err,
+                              size_t errlen);
+/* Takes consumer number i's lock file, named after name. */
+int eddy_runner_lock(eddy_runner *r, int i, const char *name, char *err, size_t errlen);
+void eddy_runner_unlock(eddy_runner *r, int i);
+/* Creates c's dead-letter topics and registers it (c->store_id). */
+int eddy_runner_register(eddy_runner *r, eddy_consumer_def *c, char *err, size_t errlen);
+/* Makes (or brings back) the cursors of consumer number i as def c reads
+ * them, each at its stored offset; live says whether the runner reads
+ * them at once. */
+int eddy_runner_open_cursors(eddy_runner *r, int i, const eddy_consumer_def *c, int live,
+                             char *err, size_t errlen);
+/* Makes generation g the runner's (taking a reference). */
+void eddy_runner_set_gen(eddy_runner *r, eddy_gen *g);
 
 /* Worker API (worker.c). */
 eddy_worker *eddy_worker_start(eddy_runner *r, int index, char *err,
@@ -155,6 +212,18 @@ void eddy_worker_push(eddy_worker *w, eddy_job *head, eddy_job *tail, int n);
 /* Asks the worker to finish its batch, commit, drop the rest and exit;
  * then joins the thread and frees the worker. */
 void eddy_worker_stop(eddy_worker *w);
+/* Builds, in the calling thread, the Lua state in which worker w will run
+ * generation g (taking a reference to g), and keeps it aside.  Returns 0,
+ * or -1 with the error in err. */
+int eddy_worker_prepare(eddy_worker *w, eddy_gen *g, char *err, size_t errlen);
+/* Drops what eddy_worker_prepare kept aside (a reload that failed). */
+void eddy_worker_unprepare(eddy_worker *w);
+/* Tells the worker to switch to what it was prepared for, between two
+ * batches; it then drops the messages of retired cursors and consumers it
+ * no longer runs, and wakes the runner (progress). */
+void eddy_worker_switch(eddy_worker *w);
+/* The number of the generation the worker runs. */
+uint64_t eddy_worker_gen(eddy_worker *w);
 
 /* Marks offsets done and advances watermarks (track_mu held by caller). */
 void eddy_cursor_mark_done(eddy_cursor *c, int64_t offset);

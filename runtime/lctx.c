@@ -201,7 +201,7 @@ static int ctx_log(lua_State *L) {
   int a = 1;
   if (lua_istable(L, 1) && lua_gettop(L) >= 2 && !lua_istable(L, 2)) a = 2; /* log:info */
   const char *text = luaL_tolstring(L, a, NULL);
-  eddy_runner *r = eddy_worker_runner(w);
+  const eddy_consumer_def *def = eddy_worker_def(w, consumer);
   eddy_job *j = eddy_worker_job(w);
   char fields[2048] = "";
   size_t at = 0;
@@ -220,24 +220,25 @@ static int ctx_log(lua_State *L) {
       lua_pop(L, 1);
     }
   }
-  const char *name = r->consumers[consumer].name;
+  const char *name = def->name;
   if (j) {
     size_t cl = 0;
     const char *corr = eddy_headers_get(j->headers, j->headers_len, "eddy-correlation-id", &cl);
     eddy_logf(level, "consumer=%s id=%s correlation_id=%.*s version=%s msg=\"%s\"%s",
               name, j->id, corr ? (int)cl : (int)j->id_len, corr ? corr : j->id,
-              r->consumers[consumer].version, text, fields);
+              def->version, text, fields);
   } else {
     eddy_logf(level, "consumer=%s msg=\"%s\"%s", name, text, fields);
   }
   return 0;
 }
 
-static void make_ctx(lua_State *L, eddy_worker *w, eddy_runner *r, int consumer) {
+static void make_ctx(lua_State *L, eddy_worker *w, const eddy_consumer_def *def,
+                     int consumer) {
   lua_createtable(L, 0, 6);
-  lua_pushstring(L, r->consumers[consumer].name);
+  lua_pushstring(L, def->name);
   lua_setfield(L, -2, "consumer");
-  lua_pushstring(L, r->consumers[consumer].version);
+  lua_pushstring(L, def->version);
   lua_setfield(L, -2, "version");
   lua_pushinteger(L, 1);
   lua_setfield(L, -2, "attempt");
@@ -286,8 +287,8 @@ static void add_path(lua_State *L, const char *dir) {
   lua_pop(L, 1);
 }
 
-lctx_consumer *lctx_load(eddy_worker *w, eddy_sandbox *sb, eddy_runner *r,
-                         char *err, size_t errlen) {
+lctx_consumer *lctx_load(eddy_worker *w, eddy_sandbox *sb, const eddy_gen *g,
+                         const char *app_dir, char *err, size_t errlen) {
   lua_State *L = eddy_sandbox_state(sb);
   eddy_failure f;
   lmsg_setup(L);
@@ -302,7 +303,7 @@ lctx_consumer *lctx_load(eddy_worker *w, eddy_sandbox *sb, eddy_runner *r,
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
-  add_path(L, r->app_dir);
+  add_path(L, app_dir);
   /* eddy.permanent, for msg:json() of a value that is not JSON. */
   lua_getglobal(L, "require");
   lua_pushliteral(L, "eddy");
@@ -322,9 +323,9 @@ lctx_consumer *lctx_load(eddy_worker *w, eddy_sandbox *sb, eddy_runner *r,
   }
   lua_getfield(L, -1, "load_handlers");
   lua_remove(L, -2);
-  lua_createtable(L, r->nhandler_files, 0);
-  for (int i = 0; i < r->nhandler_files; i++) {
-    lua_pushstring(L, r->handler_files[i]);
+  lua_createtable(L, g->nhandler_files, 0);
+  for (int i = 0; i < g->nhandler_files; i++) {
+    lua_pushstring(L, g->handler_files[i]);
     lua_rawseti(L, -2, i + 1);
   }
   if (eddy_sandbox_call(sb, 1, 2, &f) != 0) {
@@ -338,39 +339,51 @@ lctx_consumer *lctx_load(eddy_worker *w, eddy_sandbox *sb, eddy_runner *r,
   }
   lua_pop(L, 1);
   int list = lua_gettop(L);
-  if ((int)lua_rawlen(L, list) != r->nconsumers) {
-    snprintf(err, errlen, "the handler files changed while eddy was starting");
+  /* The files define the generation's active consumers, each under its
+   * number; anything else means they changed since the generation was
+   * read from them. */
+  int n = (int)lua_rawlen(L, list), active = 0;
+  for (int i = 0; i < g->nconsumers; i++) active += g->defs[i].active;
+  lctx_consumer *lc = n == active ? calloc((size_t)g->nconsumers + 1, sizeof *lc) : NULL;
+  if (!lc) {
+    snprintf(err, errlen, n == active ? "out of memory"
+             : "the handler files changed while eddy was loading them");
     lua_pop(L, 1);
     return NULL;
   }
-  lctx_consumer *lc = calloc((size_t)r->nconsumers, sizeof *lc);
-  if (!lc) { snprintf(err, errlen, "out of memory"); lua_pop(L, 1); return NULL; }
-  for (int i = 0; i < r->nconsumers; i++) {
-    lua_rawgeti(L, list, i + 1);
+  for (int i = 0; i < g->nconsumers; i++)
+    lc[i].handle_ref = lc[i].dedupe_ref = lc[i].ctx_ref = LUA_NOREF;
+  for (int k = 1; k <= n; k++) {
+    lua_rawgeti(L, list, k);
     lua_getfield(L, -1, "name");
     const char *name = lua_tostring(L, -1);
-    if (!name || strcmp(name, r->consumers[i].name) != 0) {
-      snprintf(err, errlen, "the handler files changed while eddy was starting");
-      lua_pop(L, 3);
+    int i = 0;
+    while (i < g->nconsumers && !(g->defs[i].active && name &&
+                                 strcmp(name, g->defs[i].name) == 0)) i++;
+    lua_getfield(L, -2, "version");
+    const char *version = lua_tostring(L, -1);
+    if (i == g->nconsumers || lc[i].handle_ref != LUA_NOREF || !version ||
+        strcmp(version, g->defs[i].version) != 0) {
+      snprintf(err, errlen, "the handler files changed while eddy was loading them");
+      lua_pop(L, 4);
       free(lc);
       return NULL;
     }
-    lua_pop(L, 1);
+    lua_pop(L, 2);
     lua_getfield(L, -1, "handle");
     lc[i].handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, -1, "dedupe");
     if (lua_isfunction(L, -1)) lc[i].dedupe_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     else { lua_pop(L, 1); lc[i].dedupe_ref = LUA_NOREF; }
     lua_pop(L, 1);
-    make_ctx(L, w, r, i);
+    make_ctx(L, w, &g->defs[i], i);
     lc[i].ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   lua_pop(L, 1);
   return lc;
 }
 
-void lctx_free(lctx_consumer *lc, eddy_runner *r) {
-  (void)r;
+void lctx_free(lctx_consumer *lc) {
   /* The references die with the Lua state. */
   free(lc);
 }

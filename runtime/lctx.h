@@ -20,12 +20,13 @@ typedef struct lctx_consumer {
   int ctx_ref;
 } lctx_consumer;
 
-/* Loads the app's handler files into sb's state (through eddy.app) and
- * prepares one lctx_consumer per consumer of r, in r's order.  Returns
- * the array (freed with lctx_free), or NULL with err filled. */
-lctx_consumer *lctx_load(eddy_worker *w, eddy_sandbox *sb, eddy_runner *r,
-                         char *err, size_t errlen);
-void lctx_free(lctx_consumer *lc, eddy_runner *r);
+/* Loads generation g's handler files into sb's state (through eddy.app,
+ * with app_dir on package.path) and prepares one lctx_consumer per
+ * consumer number of g (handle_ref LUA_NOREF for those g does not run).
+ * Returns the array (freed with lctx_free), or NULL with err filled. */
+lctx_consumer *lctx_load(eddy_worker *w, eddy_sandbox *sb, const eddy_gen *g,
+                         const char *app_dir, char *err, size_t errlen);
+void lctx_free(lctx_consumer *lc);
 
 void lctx_push_handle(lua_State *L, const lctx_consumer *c);
 void lctx_push_dedupe(lua_State *L, const lctx_consumer *c);
@@ -43,6 +44,8 @@ void lmsg_setup(lua_State *L);
 /* Worker services the bindings use (worker.c). */
 eddy_job *eddy_worker_job(eddy_worker *w);
 eddy_runner *eddy_worker_runner(eddy_worker *w);
+/* The definition of consumer number i in the generation w runs. */
+const eddy_consumer_def *eddy_worker_def(eddy_worker *w, int i);
 /* A buffer for JSON text, reused by every call of the worker. */
 struct eddy_buf *eddy_worker_json_buf(eddy_worker *w);
 /* 1 and the value (valid until the next call), 0 when absent, <0 error. */

@@ -15,6 +15,9 @@
  * at any point neither loses a message nor applies one twice.
  */
 #include "runner.h"
+#include "app.h"
+#include "control.h"
+#include "reload.h"
 #include "engine.h"
 #include "errors.h"
 #include "log.h"
@@ -118,284 +121,206 @@ void eddy_cursor_mark_done(eddy_cursor *c, int64_t offset) {
     c->watermark++;
 }
 
-/* ---- loading the app --------------------------------------------------------- */
+/* ---- generations and the store ------------------------------------------------ */
 
-static char *dupstr(const char *s) { return strdup(s ? s : ""); }
-
-static int field_int(lua_State *L, int t, const char *k, lua_Integer def) {
-  lua_getfield(L, t, k);
-  lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : def;
-  lua_pop(L, 1);
-  return (int)v;
+void eddy_gen_release(eddy_gen *g) {
+  if (!g || atomic_fetch_sub(&g->refs, 1) != 1) return;
+  for (int i = 0; i < g->nconsumers; i++) eddy_consumer_def_free(&g->defs[i]);
+  free(g->defs);
+  for (int i = 0; i < g->nhandler_files; i++) free(g->handler_files[i]);
+  free(g->handler_files);
+  free(g);
 }
 
-static int64_t field_i64(lua_State *L, int t, const char *k, int64_t def) {
-  lua_getfield(L, t, k);
-  int64_t v = lua_isinteger(L, -1) ? (int64_t)lua_tointeger(L, -1) : def;
-  lua_pop(L, 1);
-  return v;
-}
-
-/* Loads the app in a Lua state of this thread and fills r.  Returns 0, or
- * -1 after printing the one-line error. */
-static int load_app(eddy_runner *r, const eddy_run_options *o, lua_State *L,
-                    eddy_topic_config **topics, char ***topic_names,
-                    int *ntopics) {
-  eddy_sandbox_preload(L);
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "eddy.app");
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    fprintf(stderr, "eddy run: %s\n", lua_tostring(L, -1));
-    return -1;
-  }
-  lua_getfield(L, -1, "load");
-  lua_pushstring(L, o->app);
-  if (o->data) {
-    lua_createtable(L, 0, 1);
-    lua_pushstring(L, o->data);
-    lua_setfield(L, -2, "data");
-  } else {
-    lua_pushnil(L);
-  }
-  if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
-    fprintf(stderr, "eddy run: %s\n", lua_tostring(L, -1));
-    return -1;
-  }
-  if (lua_isnil(L, -2)) {
-    fprintf(stderr, "eddy run: %s\n", lua_tostring(L, -1));
-    return -1;
-  }
-  lua_pop(L, 1);
-  int app = lua_gettop(L);
-  lua_getfield(L, app, "data");
-  r->data_dir = dupstr(lua_tostring(L, -1));
-  lua_pop(L, 1);
-  lua_getfield(L, app, "dir");
-  r->app_dir = dupstr(lua_tostring(L, -1));
-  lua_pop(L, 1);
-  r->app_file = dupstr(o->app);
-  r->nworkers = o->workers > 0 ? o->workers : field_int(L, app, "workers", 2);
-  r->dedupe_window_ms = field_i64(L, app, "dedupe_window_ms", 7 * 86400000LL);
-
-  lua_getfield(L, app, "handler_files");
-  r->nhandler_files = (int)lua_rawlen(L, -1);
-  r->handler_files = calloc((size_t)r->nhandler_files + 1, sizeof(char *));
-  for (int i = 0; i < r->nhandler_files; i++) {
-    lua_rawgeti(L, -1, i + 1);
-    r->handler_files[i] = dupstr(lua_tostring(L, -1));
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-
-  /* The app's topics, in name order for a stable creation order. */
-  lua_getfield(L, app, "topics");
-  int tt = lua_gettop(L);
-  int n = 0;
-  lua_pushnil(L);
-  while (lua_next(L, tt)) { n++; lua_pop(L, 1); }
-  *topics = calloc((size_t)n + 1, sizeof **topics);
-  *topic_names = calloc((size_t)n + 1, sizeof **topic_names);
-  *ntopics = 0;
-  lua_pushnil(L);
-  while (lua_next(L, tt)) {
-    int k = (*ntopics)++;
-    (*topic_names)[k] = dupstr(lua_tostring(L, -2));
-    eddy_topic_config *c = &(*topics)[k];
-    eddy_topic_config_init(c);
-    c->partitions = field_int(L, -1, "partitions", 1);
-    c->retention_ms = field_i64(L, lua_gettop(L), "retention_ms", -1);
-    c->retention_bytes = field_i64(L, lua_gettop(L), "retention_bytes", -1);
-    c->max_message_bytes = field_i64(L, lua_gettop(L), "max_message_bytes",
-                                     EDDY_DEFAULT_MAX_MESSAGE_BYTES);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-
-  lua_getfield(L, app, "consumers");
-  int cs = lua_gettop(L);
-  r->nconsumers = (int)lua_rawlen(L, cs);
-  r->consumers = calloc((size_t)r->nconsumers, sizeof *r->consumers);
-  for (int i = 0; i < r->nconsumers; i++) {
-    eddy_consumer_def *c = &r->consumers[i];
-    lua_rawgeti(L, cs, i + 1);
-    int ct = lua_gettop(L);
-    lua_getfield(L, ct, "name"); c->name = dupstr(lua_tostring(L, -1)); lua_pop(L, 1);
-    lua_getfield(L, ct, "file"); c->file = dupstr(lua_tostring(L, -1)); lua_pop(L, 1);
-    lua_getfield(L, ct, "version"); c->version = dupstr(lua_tostring(L, -1)); lua_pop(L, 1);
-    lua_getfield(L, ct, "topics");
-    c->ntopics = (int)lua_rawlen(L, -1);
-    c->topics = calloc((size_t)c->ntopics, sizeof(char *));
-    c->dlq_topics = calloc((size_t)c->ntopics, sizeof(char *));
-    for (int k = 0; k < c->ntopics; k++) {
-      lua_rawgeti(L, -1, k + 1);
-      c->topics[k] = dupstr(lua_tostring(L, -1));
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, ct, "dlq");
-    for (int k = 0; k < c->ntopics; k++) {
-      if (lua_isstring(L, -1)) c->dlq_topics[k] = dupstr(lua_tostring(L, -1));
-      else {
-        size_t len = strlen(c->topics[k]) + 5;
-        c->dlq_topics[k] = malloc(len);
-        snprintf(c->dlq_topics[k], len, "%s.dlq", c->topics[k]);
-      }
-    }
-    lua_pop(L, 1);
-    int t = lua_getfield(L, ct, "dedupe");
-    c->dedupe = t == LUA_TNIL ? 1 : t == LUA_TFUNCTION ? 2 : 0;
-    lua_pop(L, 1);
-    lua_getfield(L, ct, "retry");
-    c->attempts = field_int(L, lua_gettop(L), "attempts", 5);
-    c->backoff_ms = field_i64(L, lua_gettop(L), "backoff_ms", 100);
-    c->max_backoff_ms = field_i64(L, lua_gettop(L), "max_backoff_ms", 30000);
-    lua_pop(L, 1);
-    lua_getfield(L, ct, "from");
-    c->from_end = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "end") == 0;
-    lua_pop(L, 1);
-    lua_getfield(L, ct, "limits");
-    c->instructions = field_i64(L, lua_gettop(L), "instructions", 50000000);
-    c->memory = (size_t)field_i64(L, lua_gettop(L), "memory", 64 << 20);
-    lua_pop(L, 1);
-    c->slot_seq = calloc(EDDY_EPOCH_SLOTS, sizeof *c->slot_seq);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 2);
-  return 0;
+void eddy_runner_set_gen(eddy_runner *r, eddy_gen *g) {
+  atomic_fetch_add(&g->refs, 1);
+  eddy_gen *old = r->gen;
+  r->gen = g;
+  r->consumers = g->defs;
+  r->nconsumers = g->nconsumers;
+  eddy_gen_release(old);
 }
 
 /* Takes a lock file per consumer (DIR/locks/NAME.lock, flock): one process
  * runs a consumer at a time.  The kernel drops the lock when the process
- * dies, SIGKILL included.  Returns 0, or -1 after printing why. */
-static int lock_consumers(eddy_runner *r) {
+ * dies, SIGKILL included. */
+int eddy_runner_lock(eddy_runner *r, int i, const char *name, char *err, size_t errlen) {
+  if (r->lock_fds[i] >= 0) return 0;
   char path[4096];
   snprintf(path, sizeof path, "%s/locks", r->data_dir);
   if (mkdir(path, 0777) != 0 && errno != EEXIST) {
-    fprintf(stderr, "eddy run: cannot create '%s': %s\n", path, strerror(errno));
+    snprintf(err, errlen, "cannot create '%s': %s", path, strerror(errno));
     return -1;
   }
-  r->lock_fds = calloc((size_t)r->nconsumers, sizeof *r->lock_fds);
-  for (int i = 0; i < r->nconsumers; i++) r->lock_fds[i] = -1;
-  for (int i = 0; i < r->nconsumers; i++) {
-    snprintf(path, sizeof path, "%s/locks/%s.lock", r->data_dir, r->consumers[i].name);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (fd < 0) {
-      fprintf(stderr, "eddy run: cannot open '%s': %s\n", path, strerror(errno));
-      return -1;
+  snprintf(path, sizeof path, "%s/locks/%s.lock", r->data_dir, name);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    snprintf(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    close(fd);
+    snprintf(err, errlen, "consumer '%s' is already running in another process on '%s'",
+             name, r->data_dir);
+    return -1;
+  }
+  r->lock_fds[i] = fd;
+  return 0;
+}
+
+void eddy_runner_unlock(eddy_runner *r, int i) {
+  if (r->lock_fds[i] >= 0) close(r->lock_fds[i]);
+  r->lock_fds[i] = -1;
+}
+
+static int declared(const eddy_app *a, const char *topic) {
+  for (int t = 0; t < a->ntopics; t++)
+    if (strcmp(a->topic_names[t], topic) == 0) return 1;
+  return 0;
+}
+
+int eddy_runner_check_topics(eddy_runner *r, const eddy_app *a, char *err, size_t errlen) {
+  eddy_store *s = r->store;
+  for (int i = 0; i < a->nconsumers; i++) {
+    const eddy_consumer_def *c = &a->consumers[i];
+    for (int k = 0; k < c->ntopics; k++) {
+      eddy_topic_info t;
+      if (!declared(a, c->topics[k]) && eddy_topic_get(s, c->topics[k], &t) != 0) {
+        snprintf(err, errlen, "%s: consumer '%s' reads topic '%s', which the app does not "
+                 "declare and the store does not have", c->file, c->name, c->topics[k]);
+        return -1;
+      }
     }
-    r->lock_fds[i] = fd;
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      fprintf(stderr, "eddy run: consumer '%s' is already running in another process "
-              "on '%s'\n", r->consumers[i].name, r->data_dir);
+  }
+  for (int i = 0; i < a->ntopics; i++) {
+    eddy_topic_info t;
+    if (eddy_topic_get(s, a->topic_names[i], &t) == 0 &&
+        t.config.partitions < a->topics[i].partitions) {
+      snprintf(err, errlen, "%s: topic '%s' exists with %d partitions, fewer than the %d "
+               "the app asks for", r->app_file, a->topic_names[i], t.config.partitions,
+               a->topics[i].partitions);
       return -1;
     }
   }
   return 0;
 }
 
-/* Creates the app's topics and the dlq topics, checks that every consumed
- * topic exists, registers the consumers and builds the cursors. */
-static int prepare_store(eddy_runner *r, eddy_topic_config *topics,
-                         char **names, int ntopics) {
-  eddy_store *s = r->store;
-  /* Check everything before changing anything: a bad app leaves the
-   * store as it found it. */
-  for (int i = 0; i < r->nconsumers; i++) {
-    eddy_consumer_def *c = &r->consumers[i];
-    for (int k = 0; k < c->ntopics; k++) {
-      int declared = 0;
-      for (int t = 0; t < ntopics && !declared; t++)
-        declared = strcmp(names[t], c->topics[k]) == 0;
-      eddy_topic_info t;
-      if (!declared && eddy_topic_get(s, c->topics[k], &t) != 0) {
-        fprintf(stderr, "eddy run: %s: consumer '%s' reads topic '%s', which the app "
-                "does not declare and the store does not have\n", c->file, c->name,
-                c->topics[k]);
-        return -1;
-      }
-    }
-  }
-  for (int i = 0; i < ntopics; i++) {
-    eddy_topic_info t;
-    if (eddy_topic_get(s, names[i], &t) == 0 && t.config.partitions < topics[i].partitions) {
-      fprintf(stderr, "eddy run: %s: topic '%s' exists with %d partitions, fewer than the "
-              "%d the app asks for\n", r->app_file, names[i], t.config.partitions,
-              topics[i].partitions);
-      return -1;
-    }
-  }
-  for (int i = 0; i < ntopics; i++) {
+int eddy_runner_create_topics(eddy_runner *r, const eddy_app *a, char *err, size_t errlen) {
+  for (int i = 0; i < a->ntopics; i++) {
     int created = 0;
-    if (eddy_topic_ensure(s, names[i], &topics[i], &created) != 0) {
-      fprintf(stderr, "eddy run: %s: %s\n", r->app_file, eddy_store_errmsg(s));
+    if (eddy_topic_ensure(r->store, a->topic_names[i], &a->topics[i], &created) != 0) {
+      snprintf(err, errlen, "%s: %s", r->app_file, eddy_store_errmsg(r->store));
       return -1;
     }
     if (created)
-      eddy_logf("INFO", "created topic '%s' with %d partition%s", names[i],
-                topics[i].partitions, topics[i].partitions == 1 ? "" : "s");
+      eddy_logf("INFO", "created topic '%s' with %d partition%s", a->topic_names[i],
+                a->topics[i].partitions, a->topics[i].partitions == 1 ? "" : "s");
   }
-  int ncur = 0;
-  for (int i = 0; i < r->nconsumers; i++) {
-    eddy_consumer_def *c = &r->consumers[i];
-    for (int k = 0; k < c->ntopics; k++) {
-      eddy_topic_info t;
-      if (eddy_topic_get(s, c->topics[k], &t) != 0) {
-        fprintf(stderr, "eddy run: %s: consumer '%s' reads topic '%s', which the app "
-                "does not declare and the store does not have\n", c->file, c->name,
-                c->topics[k]);
-        return -1;
-      }
-      ncur += t.config.partitions;
-      eddy_topic_config dc;
-      eddy_topic_config_init(&dc);
-      dc.partitions = t.config.partitions;
-      int created = 0;
-      if (eddy_topic_ensure(s, c->dlq_topics[k], &dc, &created) != 0 &&
-          eddy_topic_get(s, c->dlq_topics[k], &t) != 0) {
-        fprintf(stderr, "eddy run: %s: consumer '%s': dead-letter topic: %s\n", c->file,
-                c->name, eddy_store_errmsg(s));
-        return -1;
-      }
+  return 0;
+}
+
+int eddy_runner_register(eddy_runner *r, eddy_consumer_def *c, char *err, size_t errlen) {
+  eddy_store *s = r->store;
+  for (int k = 0; k < c->ntopics; k++) {
+    eddy_topic_info t;
+    if (eddy_topic_get(s, c->topics[k], &t) != 0) {
+      snprintf(err, errlen, "%s: consumer '%s' reads topic '%s', which the app does not "
+               "declare and the store does not have", c->file, c->name, c->topics[k]);
+      return -1;
     }
-    if (eddy_consumer_register(s, c->name, &c->store_id) != 0) {
-      fprintf(stderr, "eddy run: %s\n", eddy_store_errmsg(s));
+    eddy_topic_config dc;
+    eddy_topic_config_init(&dc);
+    dc.partitions = t.config.partitions;
+    int created = 0;
+    if (eddy_topic_ensure(s, c->dlq_topics[k], &dc, &created) != 0 &&
+        eddy_topic_get(s, c->dlq_topics[k], &t) != 0) {
+      snprintf(err, errlen, "%s: consumer '%s': dead-letter topic: %s", c->file, c->name,
+               eddy_store_errmsg(s));
       return -1;
     }
   }
-  r->cursors = calloc((size_t)ncur + 1, sizeof *r->cursors);
-  r->ncursors = 0;
-  for (int i = 0; i < r->nconsumers; i++) {
-    eddy_consumer_def *c = &r->consumers[i];
-    for (int k = 0; k < c->ntopics; k++) {
-      eddy_topic_info t;
-      eddy_topic_get(s, c->topics[k], &t);
-      for (int p = 0; p < t.config.partitions; p++) {
-        eddy_cursor *cu = &r->cursors[r->ncursors++];
+  if (eddy_consumer_register(s, c->name, &c->store_id) != 0) {
+    snprintf(err, errlen, "%s", eddy_store_errmsg(s));
+    return -1;
+  }
+  return 0;
+}
+
+/* Sets cursor cu (consumer c, partition p of its topic k) to the stored
+ * offset: the committed one, else the consumer's starting position, and
+ * loads the offsets above it a previous run finished. */
+static int cursor_init(eddy_runner *r, eddy_cursor *cu, const eddy_consumer_def *c,
+                       char *err, size_t errlen) {
+  eddy_store *s = r->store;
+  int64_t committed, start, end;
+  if (eddy_group_committed(s, c->name, cu->topic, cu->partition, &committed) != 0 ||
+      eddy_log_offsets(s, cu->topic, cu->partition, &start, &end) != 0) {
+    snprintf(err, errlen, "%s", eddy_store_errmsg(s));
+    return -1;
+  }
+  if (committed < 0) committed = c->from_end ? end : start;
+  if (committed < start) {
+    eddy_logf("WARN", "consumer=%s topic=%s partition=%d offsets %" PRId64 " to %" PRId64
+              " were removed by retention before they were handled", c->name, cu->topic,
+              cu->partition, committed, start - 1);
+    committed = start;
+  }
+  free(cu->skip);
+  cu->skip = NULL;
+  cu->nskip = cu->skip_at = 0;
+  if (eddy_done_offsets_load(s, c->name, cu->topic_id, cu->partition, committed, &cu->skip,
+                             &cu->nskip) != 0) {
+    snprintf(err, errlen, "%s", eddy_store_errmsg(s));
+    return -1;
+  }
+  uv_mutex_lock(&r->track_mu);
+  cu->next_read = cu->watermark = cu->end = cu->committed = committed;
+  uv_mutex_unlock(&r->track_mu);
+  cu->caught_up = 0;
+  return 0;
+}
+
+static eddy_cursor *find_cursor(eddy_runner *r, int i, const char *topic, int p) {
+  for (int k = 0; k < r->ncursors; k++) {
+    eddy_cursor *cu = r->cursors[k];
+    if (cu->consumer == i && cu->partition == p && strcmp(cu->topic, topic) == 0) return cu;
+  }
+  return NULL;
+}
+
+int eddy_runner_open_cursors(eddy_runner *r, int i, const eddy_consumer_def *c, int live,
+                             char *err, size_t errlen) {
+  for (int k = 0; k < c->ntopics; k++) {
+    eddy_topic_info t;
+    if (eddy_topic_get(r->store, c->topics[k], &t) != 0) {
+      snprintf(err, errlen, "%s", eddy_store_errmsg(r->store));
+      return -1;
+    }
+    for (int p = 0; p < t.config.partitions; p++) {
+      eddy_cursor *cu = find_cursor(r, i, c->topics[k], p);
+      if (cu && atomic_load(&cu->retired_gen) == 0) continue;  /* still read */
+      if (!cu) {
+        if (r->ncursors == r->capcursors) {
+          int cap = r->capcursors ? r->capcursors * 2 : 64;
+          eddy_cursor **n = realloc(r->cursors, (size_t)cap * sizeof *n);
+          if (!n) { snprintf(err, errlen, "out of memory"); return -1; }
+          r->cursors = n;
+          r->capcursors = cap;
+        }
+        cu = calloc(1, sizeof *cu);
+        char *topic = cu ? strdup(c->topics[k]) : NULL;
+        if (!topic) { free(cu); snprintf(err, errlen, "out of memory"); return -1; }
         cu->consumer = i;
-        cu->topic_index = k;
-        cu->topic = c->topics[k];
+        cu->topic = topic;
         cu->topic_id = t.id;
         cu->partition = p;
-        int64_t committed, start, end;
-        if (eddy_group_committed(s, c->name, c->topics[k], p, &committed) != 0 ||
-            eddy_log_offsets(s, c->topics[k], p, &start, &end) != 0) {
-          fprintf(stderr, "eddy run: %s\n", eddy_store_errmsg(s));
-          return -1;
-        }
-        if (committed < 0) committed = c->from_end ? end : start;
-        if (committed < start) {
-          eddy_logf("WARN", "consumer=%s topic=%s partition=%d offsets %" PRId64
-                    " to %" PRId64 " were removed by retention before they were "
-                    "handled", c->name, c->topics[k], p, committed, start - 1);
-          committed = start;
-        }
-        cu->next_read = cu->watermark = cu->end = cu->committed = committed;
-        if (eddy_done_offsets_load(s, c->name, t.id, p, committed, &cu->skip,
-                                   &cu->nskip) != 0) {
-          fprintf(stderr, "eddy run: %s\n", eddy_store_errmsg(s));
-          return -1;
-        }
+        r->cursors[r->ncursors++] = cu;
       }
+      /* New, or back after a reload retired it: its messages were
+       * dropped unhandled, so it starts again from the stored offset. */
+      if (cursor_init(r, cu, c, err, errlen) != 0) return -1;
+      atomic_store(&cu->retired_gen, 0);
+      cu->live = live;
     }
   }
   return 0;
@@ -473,7 +398,8 @@ static void pump(eddy_runner *r) {
   for (int i = 0; i < r->ncursors; i++) {
     /* Full: the workers' next commit (the progress async) pumps again. */
     if (atomic_load(&r->queued) >= MAX_QUEUED_PER_WORKER * nw) break;
-    eddy_cursor *c = &r->cursors[i];
+    eddy_cursor *c = r->cursors[i];
+    if (!c->live || atomic_load(&c->retired_gen)) continue;
     struct route rt = { r, c, head, tail, count, -1, 0, 0 };
     int got = eddy_log_fetch(r->store, c->topic, c->partition, c->next_read, CHUNK,
                              on_message, &rt);
@@ -529,7 +455,7 @@ static int relay(eddy_runner *r) {
     int64_t p = atomic_fetch_sub(&r->outbox_pending, total) - total;
     if (p < 0) atomic_store(&r->outbox_pending, 0);
     /* Consumers may follow the topics just written. */
-    for (int i = 0; i < r->ncursors; i++) r->cursors[i].caught_up = 0;
+    for (int i = 0; i < r->ncursors; i++) r->cursors[i]->caught_up = 0;
   }
   return 0;
 }
@@ -540,7 +466,7 @@ static void flush_watermarks(eddy_runner *r) {
   uv_mutex_lock(&r->write_mu);
   int began = 0, rc = 0;
   for (int i = 0; rc == 0 && i < r->ncursors; i++) {
-    eddy_cursor *c = &r->cursors[i];
+    eddy_cursor *c = r->cursors[i];
     uv_mutex_lock(&r->track_mu);
     int64_t w = c->watermark;
     uv_mutex_unlock(&r->track_mu);
@@ -565,7 +491,8 @@ static int drained(eddy_runner *r) {
   int64_t pending = 0;
   if (eddy_outbox_count(r->store, &pending) != 0 || pending) return 0;
   for (int i = 0; i < r->ncursors; i++) {
-    eddy_cursor *c = &r->cursors[i];
+    eddy_cursor *c = r->cursors[i];
+    if (!c->live || atomic_load(&c->retired_gen)) continue;
     if (!c->caught_up) return 0;
     uv_mutex_lock(&r->track_mu);
     int busy = c->watermark != c->end;
@@ -580,6 +507,7 @@ static int drained(eddy_runner *r) {
 
 static void tick(eddy_runner *r) {
   if (r->failed || r->stopping) { uv_stop(r->loop); return; }
+  if (r->reloader) eddy_reloader_tick(r->reloader);
   if (atomic_load(&r->outbox_pending) > 0 && relay(r) != 0) { uv_stop(r->loop); return; }
   pump(r);
   if (r->drain && !r->again_on && drained(r)) {
@@ -593,7 +521,7 @@ static void on_progress(uv_async_t *a) { tick(a->data); }
 static void on_poll(uv_timer_t *t) {
   eddy_runner *r = t->data;
   /* Work from other processes (producers, replays) shows up here. */
-  for (int i = 0; i < r->ncursors; i++) r->cursors[i].caught_up = 0;
+  for (int i = 0; i < r->ncursors; i++) r->cursors[i]->caught_up = 0;
   int64_t pending = 0;
   if (eddy_outbox_count(r->store, &pending) == 0 && pending)
     atomic_store(&r->outbox_pending, pending);
@@ -642,23 +570,20 @@ static void on_signal(uv_signal_t *h, int sig) {
 /* ---- the run ------------------------------------------------------------------- */
 
 static void free_runner(eddy_runner *r) {
-  for (int i = 0; i < r->nconsumers; i++) {
-    eddy_consumer_def *c = &r->consumers[i];
-    free(c->name); free(c->file); free(c->version);
-    for (int k = 0; k < c->ntopics; k++) { free(c->topics[k]); free(c->dlq_topics[k]); }
-    free(c->topics); free(c->dlq_topics);
-    free((void *)c->slot_seq);
-  }
-  free(r->consumers);
   while (r->recent) { eddy_recent *n = r->recent->next; free(r->recent); r->recent = n; }
-  for (int i = 0; i < r->ncursors; i++) { free(r->cursors[i].done); free(r->cursors[i].skip); }
+  for (int i = 0; i < r->ncursors; i++) {
+    free(r->cursors[i]->done);
+    free(r->cursors[i]->skip);
+    free((void *)r->cursors[i]->topic);
+    free(r->cursors[i]);
+  }
   free(r->cursors);
-  for (int i = 0; i < r->nhandler_files; i++) free(r->handler_files[i]);
-  free(r->handler_files);
+  eddy_gen_release(r->gen);
+  for (int i = 0; i < EDDY_MAX_CONSUMERS; i++) {
+    free((void *)r->slot_seqs[i]);
+    eddy_runner_unlock(r, i);
+  }
   free(r->workers);
-  for (int i = 0; r->lock_fds && i < r->nconsumers; i++)
-    if (r->lock_fds[i] >= 0) close(r->lock_fds[i]);
-  free(r->lock_fds);
   free(r->data_dir);
   free(r->app_dir);
   free(r->app_file);
@@ -667,36 +592,87 @@ static void free_runner(eddy_runner *r) {
 
 static void close_cb(uv_handle_t *h) { (void)h; }
 
+/* Generation 1: the app's consumers, numbered in load order.  Returns 0,
+ * or -1 after printing why. */
+static int first_gen(eddy_runner *r, eddy_app *a) {
+  char err[1024];
+  if (a->nconsumers > EDDY_MAX_CONSUMERS) {
+    fprintf(stderr, "eddy run: %s: %d consumers, more than the %d one run can have\n",
+            r->app_file, a->nconsumers, EDDY_MAX_CONSUMERS);
+    return -1;
+  }
+  for (int i = 0; i < a->nconsumers; i++)
+    if (eddy_runner_lock(r, i, a->consumers[i].name, err, sizeof err) != 0) goto fail;
+  if (eddy_runner_check_topics(r, a, err, sizeof err) != 0) goto fail;
+  if (eddy_runner_create_topics(r, a, err, sizeof err) != 0) goto fail;
+  eddy_gen *g = calloc(1, sizeof *g);
+  if (!g) { snprintf(err, sizeof err, "out of memory"); goto fail; }
+  g->no = 1;
+  g->nconsumers = a->nconsumers;
+  g->defs = a->consumers;
+  a->consumers = NULL;
+  a->nconsumers = 0;
+  g->handler_files = a->handler_files;
+  g->nhandler_files = a->nhandler_files;
+  a->handler_files = NULL;
+  a->nhandler_files = 0;
+  eddy_runner_set_gen(r, g);
+  int64_t now = eddy_now_ms();
+  for (int i = 0; i < g->nconsumers; i++) {
+    eddy_consumer_def *c = &g->defs[i];
+    c->loaded_at = now;
+    r->slot_seqs[i] = calloc(EDDY_EPOCH_SLOTS, sizeof *r->slot_seqs[i]);
+    if (!r->slot_seqs[i]) { snprintf(err, sizeof err, "out of memory"); goto fail; }
+    c->slot_seq = r->slot_seqs[i];
+    if (eddy_runner_register(r, c, err, sizeof err) != 0) goto fail;
+  }
+  for (int i = 0; i < g->nconsumers; i++)
+    if (eddy_runner_open_cursors(r, i, &g->defs[i], 1, err, sizeof err) != 0) goto fail;
+  return 0;
+fail:
+  fprintf(stderr, "eddy run: %s\n", err);
+  return -1;
+}
+
 int eddy_run(const eddy_run_options *o) {
   eddy_runner rr;
   eddy_runner *r = &rr;
   memset(r, 0, sizeof *r);
+  for (int i = 0; i < EDDY_MAX_CONSUMERS; i++) r->lock_fds[i] = -1;
   uv_mutex_init(&r->write_mu);
   uv_mutex_init(&r->track_mu);
   r->drain = o->drain;
   for (int i = 0; i < 64; i++) atomic_store(&r->snaps[i], UINT64_MAX);
   r->started_ms = eddy_now_ms();
+  r->data_override = o->data;
   int status = 1;
-  eddy_topic_config *topics = NULL;
-  char **topic_names = NULL;
-  int ntopics = 0;
-
-  lua_State *L = luaL_newstate();
-  if (!L) { fprintf(stderr, "eddy run: cannot make a Lua state\n"); return 1; }
-  luaL_openlibs(L);
-  int rc = load_app(r, o, L, &topics, &topic_names, &ntopics);
-  lua_close(L);
-  if (rc != 0) goto out;
-  if (r->nworkers > 64) r->nworkers = 64;
-
-  char err[512];
-  eddy_store_options so = { 1, 0 };
-  if (eddy_store_open(r->data_dir, &so, &r->store, err, sizeof err) != 0) {
+  eddy_app a;
+  char err[1024];
+  if (eddy_app_read(o->app, o->data, &a, err, sizeof err) != 0) {
     fprintf(stderr, "eddy run: %s\n", err);
     goto out;
   }
-  if (lock_consumers(r) != 0) goto out;
-  if (prepare_store(r, topics, topic_names, ntopics) != 0) goto out;
+  r->data_dir = strdup(a.data_dir);
+  r->app_dir = strdup(a.app_dir);
+  r->app_file = strdup(o->app);
+  r->app_workers = a.workers;
+  r->nworkers = o->workers > 0 ? o->workers : a.workers;
+  if (r->nworkers > 64) r->nworkers = 64;
+  r->dedupe_window_ms = a.dedupe_window_ms;
+
+  eddy_store_options so = { 1, 0 };
+  if (eddy_store_open(r->data_dir, &so, &r->store, err, sizeof err) != 0) {
+    fprintf(stderr, "eddy run: %s\n", err);
+    eddy_app_free(&a);
+    goto out;
+  }
+  int rc = first_gen(r, &a);
+  if (rc == 0 && eddy_reloader_new(r, &a, &r->reloader, err, sizeof err) != 0) {
+    fprintf(stderr, "eddy run: %s\n", err);
+    rc = -1;
+  }
+  eddy_app_free(&a);
+  if (rc != 0) goto out;
 
   r->loop = uv_default_loop();
   uv_async_init(r->loop, &r->progress, on_progress);
@@ -732,12 +708,14 @@ int eddy_run(const eddy_run_options *o) {
   uv_signal_start(&r->sigterm, on_signal, SIGTERM);
   uv_timer_start(&r->poll, on_poll, POLL_MS, POLL_MS);
   uv_timer_start(&r->housekeeping, on_housekeeping, 1000, HOUSEKEEPING_MS);
+  if (eddy_reloader_start(r->reloader) != 0) r->stopping = 1;
 
   /* Outbox rows left by an earlier run go first. */
   atomic_store(&r->outbox_pending, 1);
   tick(r);
   if (!r->stopping && !r->failed) uv_run(r->loop, UV_RUN_DEFAULT);
 
+  eddy_reloader_stop(r->reloader);
   for (int i = 0; i < r->nworkers; i++) eddy_worker_stop(r->workers[i]);
   if (!r->failed) {
     flush_watermarks(r);
@@ -751,6 +729,8 @@ int eddy_run(const eddy_run_options *o) {
   uv_close((uv_handle_t *)&r->progress, close_cb);
   uv_run(r->loop, UV_RUN_DEFAULT);
   uv_loop_close(r->loop);
+  eddy_reloader_free(r->reloader);
+  r->reloader = NULL;
 
   double secs = (double)(eddy_now_ms() - r->started_ms) / 1000.0;
   eddy_logf(r->failed ? "ERROR" : "INFO",
@@ -765,9 +745,7 @@ int eddy_run(const eddy_run_options *o) {
   if (r->failed) fprintf(stderr, "eddy run: %s\n", r->fatal);
   else status = 0;
 out:
-  for (int i = 0; i < ntopics; i++) free(topic_names[i]);
-  free(topic_names);
-  free(topics);
+  eddy_reloader_free(r->reloader);
   free_runner(r);
   uv_mutex_destroy(&r->write_mu);
   uv_mutex_destroy(&r->track_mu);

@@ -157,6 +157,14 @@ struct eddy_worker {
   eddy_sandbox *sb;
   eddy_store *store;
   lctx_consumer *lc;            /* per consumer: Lua refs (lctx.c) */
+  eddy_gen *appgen;             /* the generation sb and lc run */
+  eddy_consumer_def *defs;      /* appgen->defs */
+  _Atomic uint64_t gen_no;      /* appgen->no, for the runner */
+  /* What the runner prepared for the next generation (under mu). */
+  eddy_gen *next_gen;
+  eddy_sandbox *next_sb;
+  lctx_consumer *next_lc;
+  int switch_now;               /* under mu: switch before the next batch */
   park *parks[PARK_BUCKETS];
   int nparked;
   /* The batch being handled. */
@@ -370,6 +378,7 @@ eddy_job *eddy_worker_job(eddy_worker *w) { return w->current; }
 eddy_buf *eddy_worker_json_buf(eddy_worker *w) { return &w->json; }
 lua_State *eddy_worker_lua(eddy_worker *w) { return eddy_sandbox_state(w->sb); }
 eddy_runner *eddy_worker_runner(eddy_worker *w) { return w->r; }
+const eddy_consumer_def *eddy_worker_def(eddy_worker *w, int i) { return &w->defs[i]; }
 
 /* Finds (or, with insert, adds) (consumer, key) in an open-addressing
  * table of `size` slots (a power of two) where slots of another generation
@@ -458,7 +467,7 @@ int eddy_worker_state_get(eddy_worker *w, int consumer, const char *key,
     *value_len = s->value_len;
     return s->value ? 1 : 0;
   }
-  eddy_consumer_def *c = &w->r->consumers[consumer];
+  eddy_consumer_def *c = &w->defs[consumer];
   uint32_t slot = epoch_slot(h);
   read_rec *rr = NULL;
   if (!w->cur_out) {
@@ -624,7 +633,7 @@ enum { H_DONE, H_DUP, H_QUARANTINE, H_PARKED, H_FATAL };
  * quarantine. */
 static int failed(eddy_worker *w, eddy_job *j, const eddy_failure *f) {
   eddy_runner *r = w->r;
-  eddy_consumer_def *c = &r->consumers[j->cursor->consumer];
+  eddy_consumer_def *c = &w->defs[j->cursor->consumer];
   int64_t now = eddy_now_ms();
   j->attempt++;
   if (!j->first_failure) j->first_failure = now;
@@ -643,7 +652,7 @@ static int failed(eddy_worker *w, eddy_job *j, const eddy_failure *f) {
 
 static void schedule_retry(eddy_worker *w, eddy_job *j, park *p,
                            const outcome *o) {
-  eddy_consumer_def *c = &w->r->consumers[j->cursor->consumer];
+  eddy_consumer_def *c = &w->defs[j->cursor->consumer];
   if (!p) {
     p = calloc(1, sizeof *p);
     if (!p) { eddy_runner_fatal(w->r, "out of memory parking a message"); return; }
@@ -717,7 +726,7 @@ static void prefetch(eddy_worker *w) {
   int n = 0;
   for (eddy_job *j = w->q_head; j && n < BATCH; j = j->next, n++) {
     int ci = j->cursor->consumer;
-    if (w->r->consumers[ci].dedupe != 1 || j->id_len > EDDY_MAX_ID_LEN) continue;
+    if (w->defs[ci].dedupe != 1 || j->id_len > EDDY_MAX_ID_LEN) continue;
     int k = 0;
     while (k < w->npre && w->pre[k].consumer != ci) k++;
     if (k == w->npre) {
@@ -735,7 +744,7 @@ static void prefetch(eddy_worker *w) {
       memcpy(w->pre[k].hi, j->id, j->id_len + 1);
   }
   for (int k = 0; k < w->npre; k++) {
-    eddy_consumer_def *c = &w->r->consumers[w->pre[k].consumer];
+    eddy_consumer_def *c = &w->defs[w->pre[k].consumer];
     int64_t rows = 0;
     int rc = eddy_dedupe_range(w->store, c->store_id, w->pre[k].lo, w->pre[k].hi,
                                PREFETCH_ROWS, prefetch_add, &(struct pre_ctx){ w, w->pre[k].consumer },
@@ -748,7 +757,7 @@ static void prefetch(eddy_worker *w) {
 static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
   eddy_runner *r = w->r;
   int ci = j->cursor->consumer;
-  eddy_consumer_def *c = &r->consumers[ci];
+  eddy_consumer_def *c = &w->defs[ci];
   lua_State *L = eddy_sandbox_state(w->sb);
   memset(o, 0, sizeof *o);
   o->job = j;
@@ -928,7 +937,6 @@ static int by_rkey(const void *a, const void *b) {
  * allocation).  write_mu held, transaction open. */
 static int record_dedupe(eddy_worker *w, eddy_store *s, int limit, int64_t now,
                          eddy_recent **fresh) {
-  eddy_runner *r = w->r;
   int n = 0;
   size_t bytes = 0;
   for (int i = 0; i < limit; i++)
@@ -964,13 +972,21 @@ static int record_dedupe(eddy_worker *w, eddy_store *s, int limit, int64_t now,
   int rc = 0;
   for (int from = 0, i = 1; rc == 0 && from < n; i++) {
     if (i < n && e->consumer[i] == e->consumer[from]) continue;
-    rc = eddy_dedupe_add(s, r->consumers[e->consumer[from]].store_id, e->key + from,
+    rc = eddy_dedupe_add(s, w->defs[e->consumer[from]].store_id, e->key + from,
                          e->len + from, i - from, now);
     from = i;
   }
   if (rc) { free(e); return rc; }
   *fresh = e;
   return 0;
+}
+
+/* Where consumer c quarantines the messages of cursor cu: by topic name,
+ * since a reload may change the order of c's topics. */
+static const char *dlq_topic(const eddy_consumer_def *c, const eddy_cursor *cu) {
+  for (int k = 0; k < c->ntopics; k++)
+    if (strcmp(c->topics[k], cu->topic) == 0) return c->dlq_topics[k];
+  return c->ntopics ? c->dlq_topics[0] : "dlq";
 }
 
 static int commit_batch(eddy_worker *w, int *conflict_at) {
@@ -988,16 +1004,16 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
   for (int i = 0; rc == 0 && i < n; i++) {
     outcome *o = &w->out[i];
     eddy_job *j = o->job;
-    eddy_consumer_def *c = &r->consumers[j->cursor->consumer];
+    eddy_consumer_def *c = &w->defs[j->cursor->consumer];
     if (o->kind == O_DONE) {
       for (int k = 0; k < o->nreads && rc == 0; k++) {
         read_rec *rr = &w->reads[o->first_read + k];
-        if (atomic_load_explicit(&r->consumers[rr->consumer].slot_seq[rr->slot],
+        if (atomic_load_explicit(&w->defs[rr->consumer].slot_seq[rr->slot],
                                  memory_order_acquire) <= rr->as_of)
           continue;
         /* The slot was written since: by this key, or by another key that
          * shares the slot.  Compare the value itself. */
-        int got = eddy_state_get(s, r->consumers[rr->consumer].store_id, rr->key,
+        int got = eddy_state_get(s, w->defs[rr->consumer].store_id, rr->key,
                                  rr->key_len, &w->scratch);
         if (got < 0) { rc = got; break; }
         uint64_t now_hash = got ? fnv(w->scratch.data, w->scratch.len,
@@ -1055,7 +1071,7 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
       e.first_failure = j->first_failure;
       e.last_failure = j->last_failure;
       e.version = c->version;
-      e.dlq_topic = c->dlq_topics[j->cursor->topic_index];
+      e.dlq_topic = dlq_topic(c, j->cursor);
       rc = eddy_dlq_add(s, &e);
       quarantined++;
     }
@@ -1073,7 +1089,7 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
         if (os->stored == w->commit_gen) continue;
         os->stored = w->commit_gen;
       }
-      rc = eddy_state_put(s, r->consumers[wr->consumer].store_id, wr->key,
+      rc = eddy_state_put(s, w->defs[wr->consumer].store_id, wr->key,
                           wr->key_len, wr->value, wr->value_len, now);
     }
   }
@@ -1098,7 +1114,7 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
   }
   for (int k = 0; rc == 0 && k < nt; k++) {
     eddy_cursor *c = t[k].c;
-    const char *group = r->consumers[c->consumer].name;
+    const char *group = w->defs[c->consumer].name;
     if (t[k].watermark > c->committed) {
       rc = eddy_group_commit(s, group, c->topic, c->partition, t[k].watermark);
       if (rc == 0) rc = eddy_done_offsets_clear(s, group, c->topic_id, c->partition,
@@ -1136,7 +1152,7 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
       for (int k = 0; k < o->nwrites; k++) {
         write_rec *wr = &w->writes[o->first_write + k];
         uint64_t h = fnv(wr->key, wr->key_len, 0xcbf29ce484222325ULL);
-        atomic_store_explicit(&r->consumers[wr->consumer].slot_seq[epoch_slot(h)],
+        atomic_store_explicit(&w->defs[wr->consumer].slot_seq[epoch_slot(h)],
                               seq, memory_order_release);
         cache_put(w, wr->consumer, h, wr->key, wr->key_len, wr->value,
                   wr->value_len, seq);
@@ -1161,11 +1177,11 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
   for (int i = 0; i < limit; i++) {
     outcome *o = &w->out[i];
     if (o->kind == O_QUARANTINE) {
-      eddy_consumer_def *c = &r->consumers[o->job->cursor->consumer];
+      eddy_consumer_def *c = &w->defs[o->job->cursor->consumer];
       eddy_logf("ERROR", "consumer=%s id=%s topic=%s partition=%d offset=%" PRId64
                 " attempts=%d quarantined to %s: %s", c->name, o->job->id,
                 o->job->cursor->topic, o->job->cursor->partition, o->job->offset,
-                o->job->attempt, c->dlq_topics[o->job->cursor->topic_index],
+                o->job->attempt, dlq_topic(c, o->job->cursor),
                 o->job->error ? o->job->error : "");
     }
   }
@@ -1249,6 +1265,23 @@ static void end_batch(eddy_worker *w) {
 
 /* Handles queued messages into the batch until it holds `until`
  * outcomes (or BATCH), the queue is empty, or the deadline passed. */
+/* ---- generations ---------------------------------------------------------- */
+
+/* 1 when job j's consumer or cursor is not in the generation w runs: a
+ * reload removed it.  Its message stays unhandled and uncommitted; the
+ * runner reads it again if a later reload brings the consumer back. */
+static int retired(eddy_worker *w, const eddy_job *j) {
+  int ci = j->cursor->consumer;
+  uint64_t rg = atomic_load(&j->cursor->retired_gen);
+  return ci >= w->appgen->nconsumers || !w->defs[ci].active ||
+         (rg != 0 && rg <= w->appgen->no);
+}
+
+static void drop_job(eddy_worker *w, eddy_job *j) {
+  eddy_job_free(j);
+  atomic_fetch_sub(&w->r->queued, 1);
+}
+
 static void handle_some(eddy_worker *w, int64_t deadline) {
   int handled_now = 0;
   while (w->q_head && w->nout < BATCH &&
@@ -1258,6 +1291,7 @@ static void handle_some(eddy_worker *w, int64_t deadline) {
     w->q_head = j->next;
     if (!w->q_head) w->q_tail = NULL;
     j->next = NULL;
+    if (retired(w, j)) { drop_job(w, j); continue; }
     park *p = park_find(w, j);
     if (p && p->job != j) {
       if (p->wait_tail) p->wait_tail->next = j; else p->wait_head = j;
@@ -1276,9 +1310,112 @@ static void handle_some(eddy_worker *w, int64_t deadline) {
   }
 }
 
+/* Drops the queued and parked messages of retired consumers and cursors. */
+static void drop_retired(eddy_worker *w) {
+  eddy_job *keep = NULL, *tail = NULL;
+  for (eddy_job *j = w->q_head, *n; j; j = n) {
+    n = j->next;
+    j->next = NULL;
+    if (retired(w, j)) { drop_job(w, j); continue; }
+    if (tail) tail->next = j; else keep = j;
+    tail = j;
+  }
+  w->q_head = keep;
+  w->q_tail = tail;
+  for (int b = 0; b < PARK_BUCKETS; b++) {
+    for (park **pp = &w->parks[b]; *pp;) {
+      park *p = *pp;
+      if (!retired(w, p->job)) { pp = &p->next; continue; }
+      *pp = p->next;
+      w->nparked--;
+      atomic_fetch_sub(&w->r->parked, 1);
+      for (eddy_job *j = p->wait_head, *n; j; j = n) { n = j->next; drop_job(w, j); }
+      p->wait_head = p->wait_tail = NULL;
+      /* A retry that is due sits in the queue (dropped above). */
+      if (!p->queued) drop_job(w, p->job);
+      p->queued = 1;
+      uv_timer_stop(&p->timer);
+      uv_close((uv_handle_t *)&p->timer, free_park);
+    }
+  }
+}
+
+/* Between batches: moves to the generation the runner prepared, if told
+ * to. */
+static void maybe_switch(eddy_worker *w) {
+  uv_mutex_lock(&w->mu);
+  if (!w->switch_now) { uv_mutex_unlock(&w->mu); return; }
+  eddy_gen *g = w->next_gen;
+  eddy_sandbox *sb = w->next_sb;
+  lctx_consumer *lc = w->next_lc;
+  w->next_gen = NULL;
+  w->next_sb = NULL;
+  w->next_lc = NULL;
+  w->switch_now = 0;
+  uv_mutex_unlock(&w->mu);
+  lctx_free(w->lc);
+  eddy_sandbox_free(w->sb);
+  eddy_gen *old = w->appgen;
+  w->sb = sb;
+  w->lc = lc;
+  w->appgen = g;
+  w->defs = g->defs;
+  drop_retired(w);
+  eddy_gen_release(old);
+  atomic_store(&w->gen_no, g->no);
+  uv_async_send(&w->r->progress);
+}
+
+int eddy_worker_prepare(eddy_worker *w, eddy_gen *g, char *err, size_t errlen) {
+  eddy_sandbox *sb = eddy_sandbox_new(err, errlen);
+  if (!sb) return -1;
+  lctx_consumer *lc = lctx_load(w, sb, g, w->r->app_dir, err, errlen);
+  if (!lc) { eddy_sandbox_free(sb); return -1; }
+  atomic_fetch_add(&g->refs, 1);
+  uv_mutex_lock(&w->mu);
+  eddy_gen *old_g = w->next_gen;
+  eddy_sandbox *old_sb = w->next_sb;
+  lctx_consumer *old_lc = w->next_lc;
+  w->next_gen = g;
+  w->next_sb = sb;
+  w->next_lc = lc;
+  w->switch_now = 0;
+  uv_mutex_unlock(&w->mu);
+  lctx_free(old_lc);
+  eddy_sandbox_free(old_sb);
+  eddy_gen_release(old_g);
+  return 0;
+}
+
+void eddy_worker_unprepare(eddy_worker *w) {
+  uv_mutex_lock(&w->mu);
+  eddy_gen *g = w->next_gen;
+  eddy_sandbox *sb = w->next_sb;
+  lctx_consumer *lc = w->next_lc;
+  w->next_gen = NULL;
+  w->next_sb = NULL;
+  w->next_lc = NULL;
+  w->switch_now = 0;
+  uv_mutex_unlock(&w->mu);
+  lctx_free(lc);
+  eddy_sandbox_free(sb);
+  eddy_gen_release(g);
+}
+
+void eddy_worker_switch(eddy_worker *w) {
+  uv_mutex_lock(&w->mu);
+  w->switch_now = w->next_gen != NULL;
+  uv_mutex_unlock(&w->mu);
+  uv_async_send(&w->wake);
+}
+
+uint64_t eddy_worker_gen(eddy_worker *w) { return atomic_load(&w->gen_no); }
+
 static void process(uv_idle_t *h) {
   eddy_worker *w = h->data;
   if (w->r->failed) { uv_idle_stop(h); w->working = 0; return; }
+  maybe_switch(w);
+  if (!w->q_head) { uv_idle_stop(h); w->working = 0; return; }
   /* One read transaction for the batch's reads (dedupe checks, state):
    * a statement outside a transaction opens and closes one of its own,
    * which costs more than the lookup.  Reads see the batch's starting
@@ -1359,6 +1496,8 @@ static void on_wake(uv_async_t *a) {
     close_all(w);
     return;
   }
+  /* No batch is open here (batches run inside process). */
+  maybe_switch(w);
   if (w->q_head) start_work(w);
 }
 
@@ -1389,7 +1528,7 @@ static void run(void *arg) {
   }
   w->sb = eddy_sandbox_new(w->err, sizeof w->err);
   if (!w->sb) { set_ready(w, -1); return; }
-  w->lc = lctx_load(w, w->sb, w->r, w->err, sizeof w->err);
+  w->lc = lctx_load(w, w->sb, w->appgen, w->r->app_dir, w->err, sizeof w->err);
   if (!w->lc) { set_ready(w, -1); return; }
   if (uv_loop_init(&w->loop) != 0) {
     snprintf(w->err, sizeof w->err, "cannot start an event loop");
@@ -1411,6 +1550,10 @@ eddy_worker *eddy_worker_start(eddy_runner *r, int index, char *err,
   if (!w) { snprintf(err, errlen, "out of memory"); return NULL; }
   w->r = r;
   w->index = index;
+  w->appgen = r->gen;
+  w->defs = r->gen->defs;
+  atomic_fetch_add(&w->appgen->refs, 1);
+  atomic_store(&w->gen_no, w->appgen->no);
   w->gen = 1;
   w->pre_gen = 1;
   if (getrandom(&w->rnd_state, sizeof w->rnd_state, 0) != sizeof w->rnd_state)
@@ -1418,6 +1561,7 @@ eddy_worker *eddy_worker_start(eddy_runner *r, int index, char *err,
   uv_mutex_init(&w->mu);
   uv_cond_init(&w->ready_cv);
   if (uv_thread_create(&w->thread, run, w) != 0) {
+    eddy_gen_release(w->appgen);
     snprintf(err, errlen, "cannot start worker thread %d", index);
     uv_cond_destroy(&w->ready_cv);
     uv_mutex_destroy(&w->mu);
@@ -1431,8 +1575,9 @@ eddy_worker *eddy_worker_start(eddy_runner *r, int index, char *err,
   if (!ok) {
     snprintf(err, errlen, "%s", w->err);
     uv_thread_join(&w->thread);
-    lctx_free(w->lc, r);
+    lctx_free(w->lc);
     eddy_sandbox_free(w->sb);
+    eddy_gen_release(w->appgen);
     eddy_store_close(w->store);
     eddy_buf_free(&w->scratch);
     cache_free(w);
@@ -1451,8 +1596,10 @@ void eddy_worker_stop(eddy_worker *w) {
   uv_mutex_unlock(&w->mu);
   uv_async_send(&w->wake);
   uv_thread_join(&w->thread);
-  lctx_free(w->lc, w->r);
+  lctx_free(w->lc);
   eddy_sandbox_free(w->sb);
+  eddy_worker_unprepare(w);
+  eddy_gen_release(w->appgen);
   eddy_store_close(w->store);
   eddy_buf_free(&w->scratch);
   eddy_buf_free(&w->json);

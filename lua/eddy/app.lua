@@ -407,9 +407,10 @@ local function check_topics(p, topics)
   return out
 end
 
--- The handler files named by the 'handlers' list, resolved against dir.
+-- The handler files named by the 'handlers' list, resolved against dir,
+-- and the directories among its entries.
 local function handler_files(p, dir, handlers)
-  if handlers == nil then return {} end
+  if handlers == nil then return {}, {} end
   if type(handlers) == "string" then handlers = { handlers } end
   if type(handlers) ~= "table" then
     fail(p .. "'handlers' must be a list of handler files or directories, got " ..
@@ -421,7 +422,7 @@ local function handler_files(p, dir, handlers)
            (type(k) == "string" and "'" .. k .. "'" or "[" .. tostring(k) .. "]"))
     end
   end
-  local files, seen = {}, {}
+  local files, seen, dirs = {}, {}, {}
   local function add(file)
     if seen[file] then fail(p .. "handler file '" .. file .. "' is listed twice") end
     seen[file] = true
@@ -447,6 +448,7 @@ local function handler_files(p, dir, handlers)
     if k == "file" then
       add(path)
     else
+      dirs[#dirs + 1] = path
       local names, lerr = listdir(path)
       if not names then
         fail(p .. "cannot list handler directory '" .. entry .. "': " .. lerr)
@@ -466,7 +468,7 @@ local function handler_files(p, dir, handlers)
       for _, name in ipairs(found) do add(base .. name) end
     end
   end
-  return files
+  return files, dirs
 end
 
 -- The checked app of the table t returned by app file path.
@@ -510,7 +512,7 @@ local function check_app(path, t, opts)
     app.dedupe_window_ms = ms
   end
   app.topics = check_topics(p, t.topics)
-  app.handler_files = handler_files(p, dir, t.handlers)
+  app.handler_files, app.handler_dirs = handler_files(p, dir, t.handlers)
   return app
 end
 
@@ -525,7 +527,8 @@ end
 --   overrides the app's (used as given, e.g. from `--data`)
 -- @treturn table `{ file = path, dir =, data =, workers =, topics = { name
 --   = { partitions =, retention_ms =, retention_bytes =, max_message_bytes
---   = } }, handler_files = { path, ... }, consumers = { consumer, ... },
+--   = } }, handler_files = { path, ... }, handler_dirs = { the
+--   directories among the handlers entries }, consumers = { consumer, ... },
 --   admin =, broker =, kafka = }`; consumers as `load_handlers` returns
 --   them, for handler_files
 -- @return or `nil, message`, e.g. `"cannot open app 'x/eddy.lua': No such

@@ -1,0 +1,279 @@
+/*
+ * control.c - the control socket of a running `eddy run` (see control.h).
+ */
+#include "control.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_REQUEST 64
+
+typedef struct client {
+  uv_pipe_t pipe;
+  struct eddy_control *ctl;
+  struct client *next;
+  char buf[MAX_REQUEST];
+  size_t len;
+  int answered;             /* the handler has the request */
+} client;
+
+struct eddy_control {
+  uv_pipe_t server;
+  int dirfd;
+  char name[32];            /* PID.sock */
+  eddy_control_handler fn;
+  void *ud;
+  client *clients;
+};
+
+/* A path to name in directory fd that fits a socket address. */
+static void short_path(char *out, size_t n, int dirfd, const char *name) {
+  snprintf(out, n, "/proc/self/fd/%d/%s", dirfd, name);
+}
+
+static void client_closed(uv_handle_t *h) {
+  client *c = h->data;
+  if (c->ctl) {
+    client **pp = &c->ctl->clients;
+    while (*pp && *pp != c) pp = &(*pp)->next;
+    if (*pp) *pp = c->next;
+  }
+  free(c);
+}
+
+static void close_client(client *c) {
+  if (!uv_is_closing((uv_handle_t *)&c->pipe)) uv_close((uv_handle_t *)&c->pipe, client_closed);
+}
+
+static void on_written(uv_write_t *req, int status) {
+  (void)status;
+  client *c = req->data;
+  free(req);
+  close_client(c);
+}
+
+void eddy_control_reply(void *cl, const char *text, size_t len) {
+  client *c = cl;
+  if (!c->ctl) {            /* the server stopped meanwhile */
+    close_client(c);
+    return;
+  }
+  uv_write_t *req = malloc(sizeof *req + len);
+  if (!req) { close_client(c); return; }
+  char *copy = (char *)(req + 1);
+  memcpy(copy, text, len);
+  uv_buf_t b = uv_buf_init(copy, (unsigned)len);
+  req->data = c;
+  if (uv_write(req, (uv_stream_t *)&c->pipe, &b, 1, on_written) != 0) {
+    free(req);
+    close_client(c);
+  }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  client *c = h->data;
+  buf->base = c->buf + c->len;
+  buf->len = sizeof c->buf - c->len - 1;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  (void)buf;
+  client *c = s->data;
+  if (n < 0 || (n == 0 && c->len == sizeof c->buf - 1)) {
+    if (!c->answered) close_client(c);
+    return;
+  }
+  c->len += (size_t)n;
+  c->buf[c->len] = 0;
+  char *nl = strchr(c->buf, '\n');
+  if (!nl && c->len < sizeof c->buf - 1) return;
+  if (nl) *nl = 0;
+  uv_read_stop(s);
+  c->answered = 1;
+  c->ctl->fn(c->ctl->ud, c->buf, c);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  eddy_control *ctl = server->data;
+  if (status < 0) return;
+  client *c = calloc(1, sizeof *c);
+  if (!c) return;
+  uv_pipe_init(server->loop, &c->pipe, 0);
+  c->pipe.data = c;
+  c->ctl = ctl;
+  if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
+    c->ctl = NULL;
+    uv_close((uv_handle_t *)&c->pipe, client_closed);
+    return;
+  }
+  c->next = ctl->clients;
+  ctl->clients = c;
+  uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+}
+
+int eddy_control_start(uv_loop_t *loop, const char *data_dir, eddy_control_handler fn,
+                       void *ud, eddy_control **out, char *err, size_t errlen) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/control", data_dir);
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+    snprintf(err, errlen, "cannot create '%s': %s", dir, strerror(errno));
+    return -1;
+  }
+  eddy_control *ctl = calloc(1, sizeof *ctl);
+  if (!ctl) { snprintf(err, errlen, "out of memory"); return -1; }
+  ctl->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (ctl->dirfd < 0) {
+    snprintf(err, errlen, "cannot open '%s': %s", dir, strerror(errno));
+    free(ctl);
+    return -1;
+  }
+  ctl->fn = fn;
+  ctl->ud = ud;
+  snprintf(ctl->name, sizeof ctl->name, "%ld.sock", (long)getpid());
+  unlinkat(ctl->dirfd, ctl->name, 0);   /* a process of this pid is gone */
+  char path[128];
+  short_path(path, sizeof path, ctl->dirfd, ctl->name);
+  uv_pipe_init(loop, &ctl->server, 0);
+  ctl->server.data = ctl;
+  int rc = uv_pipe_bind(&ctl->server, path);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&ctl->server, 16, on_connection);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot listen on '%s/%s': %s", dir, ctl->name, uv_strerror(rc));
+    uv_close((uv_handle_t *)&ctl->server, NULL);
+    close(ctl->dirfd);
+    ctl->dirfd = -1;
+    /* Freed by eddy_control_stop once the handle is closed. */
+    *out = ctl;
+    return -1;
+  }
+  *out = ctl;
+  return 0;
+}
+
+static void server_closed(uv_handle_t *h) { free(h->data); }
+
+void eddy_control_stop(eddy_control *ctl) {
+  if (!ctl) return;
+  if (ctl->dirfd >= 0) {
+    unlinkat(ctl->dirfd, ctl->name, 0);
+    close(ctl->dirfd);
+  }
+  for (client *c = ctl->clients; c; c = c->next) {
+    c->ctl = NULL;
+    close_client(c);
+  }
+  ctl->clients = NULL;
+  if (uv_is_closing((uv_handle_t *)&ctl->server)) free(ctl);
+  else uv_close((uv_handle_t *)&ctl->server, server_closed);
+}
+
+/* ---- the client -------------------------------------------------------------- */
+
+static int64_t mono_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Sends request to socket name in dirfd; the answer in *answer (malloc'd).
+ * Returns 0, 1 when nobody listens there (a stale socket), -1 on error. */
+static int ask(int dirfd, const char *name, const char *request, int timeout_ms,
+               char **answer, char *err, size_t errlen) {
+  struct sockaddr_un a;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  short_path(a.sun_path, sizeof a.sun_path, dirfd, name);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) { snprintf(err, errlen, "socket: %s", strerror(errno)); return -1; }
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    int e = errno;
+    close(fd);
+    if (e == ECONNREFUSED || e == ENOENT) return 1;
+    snprintf(err, errlen, "cannot connect to '%s': %s", name, strerror(e));
+    return -1;
+  }
+  size_t rl = strlen(request);
+  if (write(fd, request, rl) != (ssize_t)rl || write(fd, "\n", 1) != 1) {
+    snprintf(err, errlen, "cannot send to '%s': %s", name, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  size_t len = 0, cap = 4096;
+  char *buf = malloc(cap);
+  int64_t deadline = mono_ms() + timeout_ms;
+  for (;;) {
+    int left = (int)(deadline - mono_ms());
+    struct pollfd p = { fd, POLLIN, 0 };
+    if (!buf || left <= 0 || poll(&p, 1, left) <= 0) {
+      snprintf(err, errlen, buf ? "no answer from '%s' within %d ms" : "out of memory", name,
+               timeout_ms);
+      free(buf);
+      close(fd);
+      return -1;
+    }
+    if (len + 1024 > cap) {
+      char *n = realloc(buf, cap *= 2);
+      if (!n) { free(buf); buf = NULL; continue; }
+      buf = n;
+    }
+    ssize_t n = read(fd, buf + len, cap - len - 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    len += (size_t)n;
+  }
+  close(fd);
+  buf[len] = 0;
+  *answer = buf;
+  return 0;
+}
+
+static int by_pid(const void *a, const void *b) {
+  long x = *(const long *)a, y = *(const long *)b;
+  return (x > y) - (x < y);
+}
+
+int eddy_control_call(const char *data_dir, const char *request, int timeout_ms,
+                      void (*fn)(void *ud, long pid, const char *answer), void *ud,
+                      char *err, size_t errlen) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/control", data_dir);
+  int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0) return errno == ENOENT ? 0 : (snprintf(err, errlen, "cannot open '%s': %s",
+                                                       dir, strerror(errno)), -1);
+  DIR *d = fdopendir(dup(dirfd));
+  long pids[256];
+  int n = 0;
+  struct dirent *e;
+  while (d && (e = readdir(d)) && n < 256) {
+    char *end;
+    long pid = strtol(e->d_name, &end, 10);
+    if (pid > 0 && strcmp(end, ".sock") == 0) pids[n++] = pid;
+  }
+  if (d) closedir(d);
+  qsort(pids, (size_t)n, sizeof *pids, by_pid);
+  int answered = 0;
+  for (int i = 0; i < n; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "%ld.sock", pids[i]);
+    char *answer = NULL;
+    int rc = ask(dirfd, name, request, timeout_ms, &answer, err, errlen);
+    if (rc == 1) { unlinkat(dirfd, name, 0); continue; }
+    if (rc < 0) { close(dirfd); return -1; }
+    fn(ud, pids[i], answer);
+    free(answer);
+    answered++;
+  }
+  close(dirfd);
+  return answered;
+}
