@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,13 +142,19 @@ int eddy_control_start(uv_loop_t *loop, const char *data_dir, eddy_control_handl
   ctl->fn = fn;
   ctl->ud = ud;
   snprintf(ctl->name, sizeof ctl->name, "%ld.sock", (long)getpid());
-  unlinkat(ctl->dirfd, ctl->name, 0);   /* a process of this pid is gone */
+  /* Bound under a temporary name and renamed once it listens: a client
+   * that found the socket before it listened would take it for one left
+   * by a dead process and remove it. */
+  char tmp[40];
+  snprintf(tmp, sizeof tmp, "%s.new", ctl->name);
+  unlinkat(ctl->dirfd, tmp, 0);
   char path[128];
-  short_path(path, sizeof path, ctl->dirfd, ctl->name);
+  short_path(path, sizeof path, ctl->dirfd, tmp);
   uv_pipe_init(loop, &ctl->server, 0);
   ctl->server.data = ctl;
   int rc = uv_pipe_bind(&ctl->server, path);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&ctl->server, 16, on_connection);
+  if (rc == 0 && renameat(ctl->dirfd, tmp, ctl->dirfd, ctl->name) != 0) rc = uv_translate_sys_error(errno);
   if (rc != 0) {
     snprintf(err, errlen, "cannot listen on '%s/%s': %s", dir, ctl->name, uv_strerror(rc));
     uv_close((uv_handle_t *)&ctl->server, NULL);
@@ -268,7 +275,12 @@ int eddy_control_call(const char *data_dir, const char *request, int timeout_ms,
     snprintf(name, sizeof name, "%ld.sock", pids[i]);
     char *answer = NULL;
     int rc = ask(dirfd, name, request, timeout_ms, &answer, err, errlen);
-    if (rc == 1) { unlinkat(dirfd, name, 0); continue; }
+    if (rc == 1) {
+      /* Nobody listens: the process is gone (its pid may live on in
+       * another process, which then has no socket of this name). */
+      if (kill((pid_t)pids[i], 0) != 0 && errno == ESRCH) unlinkat(dirfd, name, 0);
+      continue;
+    }
     if (rc < 0) { close(dirfd); return -1; }
     fn(ud, pids[i], answer);
     free(answer);

@@ -1340,6 +1340,28 @@ static void drop_retired(eddy_worker *w) {
   }
 }
 
+/* After a switch: a parked message whose consumer's backoff changed waits
+ * as the new policy says, counted from its last failure (at once if that
+ * time has passed). */
+static void reschedule_parks(eddy_worker *w, const eddy_gen *old) {
+  int64_t now = eddy_now_ms();
+  for (int b = 0; b < PARK_BUCKETS; b++) {
+    for (park *p = w->parks[b]; p; p = p->next) {
+      if (p->queued) continue;
+      int ci = p->job->cursor->consumer;
+      const eddy_consumer_def *c = &w->defs[ci];
+      if (ci < old->nconsumers && old->defs[ci].backoff_ms == c->backoff_ms &&
+          old->defs[ci].max_backoff_ms == c->max_backoff_ms)
+        continue;
+      int64_t due = p->job->last_failure +
+                    eddy_retry_delay(c->backoff_ms, c->max_backoff_ms, p->job->attempt,
+                                     next_rand(w));
+      uv_timer_stop(&p->timer);
+      uv_timer_start(&p->timer, on_retry_due, (uint64_t)(due > now ? due - now : 0), 0);
+    }
+  }
+}
+
 /* Between batches: moves to the generation the runner prepared, if told
  * to. */
 static void maybe_switch(eddy_worker *w) {
@@ -1361,6 +1383,7 @@ static void maybe_switch(eddy_worker *w) {
   w->appgen = g;
   w->defs = g->defs;
   drop_retired(w);
+  reschedule_parks(w, old);
   eddy_gen_release(old);
   atomic_store(&w->gen_no, g->no);
   uv_async_send(&w->r->progress);
