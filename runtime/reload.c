@@ -312,6 +312,14 @@ static int reads_topic(const eddy_consumer_def *c, const char *topic) {
   return 0;
 }
 
+static int same_topics(const eddy_consumer_def *a, const eddy_consumer_def *b) {
+  if (a->ntopics != b->ntopics) return 0;
+  for (int k = 0; k < a->ntopics; k++)
+    if (strcmp(a->topics[k], b->topics[k]) || strcmp(a->dlq_topics[k], b->dlq_topics[k]))
+      return 0;
+  return 1;
+}
+
 /* 1 when g runs the same consumers as old, each the same way. */
 static int same_consumers(const eddy_gen *old, const eddy_gen *g) {
   if (g->nconsumers != old->nconsumers) return 0;
@@ -356,7 +364,15 @@ static int begin(eddy_reloader *rl, char *err, size_t errlen) {
   }
   for (int w = 0; rc == 0 && w < r->nworkers; w++)
     rc = eddy_worker_prepare(r->workers[w], g, err, errlen);
-  /* The store: nothing above changed it. */
+  /* The store: nothing above changed it.  Under the write lock, so the
+   * workers' commits wait on it instead of on SQLite's busy handler,
+   * which sleeps. */
+  uv_mutex_lock(&r->write_mu);
+  if (rc == 0 && eddy_store_begin(r->store) != 0) {
+    snprintf(err, errlen, "%s", eddy_store_errmsg(r->store));
+    rc = -1;
+  }
+  int in_tx = rc == 0;
   if (rc == 0) rc = eddy_runner_create_topics(r, &a, err, errlen);
   for (int i = 0; rc == 0 && i < g->nconsumers; i++) {
     eddy_consumer_def *c = &g->defs[i];
@@ -366,9 +382,20 @@ static int begin(eddy_reloader *rl, char *err, size_t errlen) {
       if (!r->slot_seqs[i]) { snprintf(err, errlen, "out of memory"); rc = -1; break; }
       c->slot_seq = r->slot_seqs[i];
     }
-    rc = eddy_runner_register(r, c, err, errlen);
+    /* A consumer that runs and keeps its topics is registered already. */
+    int was = i < old->nconsumers && old->defs[i].active;
+    if (!was || !same_topics(&old->defs[i], c)) rc = eddy_runner_register(r, c, err, errlen);
     if (rc == 0) rc = eddy_runner_open_cursors(r, i, c, 0, err, errlen);
   }
+  if (in_tx) {
+    if (rc == 0 && eddy_store_commit(r->store) != 0) {
+      snprintf(err, errlen, "%s", eddy_store_errmsg(r->store));
+      rc = -1;
+    } else if (rc != 0) {
+      eddy_store_rollback(r->store);
+    }
+  }
+  uv_mutex_unlock(&r->write_mu);
   if (rc != 0) {
     for (int w = 0; w < r->nworkers; w++) eddy_worker_unprepare(r->workers[w]);
     release_added_locks(rl);
