@@ -59,6 +59,7 @@ typedef struct eddy_gen {
   eddy_consumer_def *defs;
   int nhandler_files;
   char **handler_files;
+  int retires;                  /* it stops a consumer or cursor the last one ran */
   _Atomic int refs;
 } eddy_gen;
 

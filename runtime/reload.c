@@ -412,6 +412,7 @@ static int begin(eddy_reloader *rl, char *err, size_t errlen) {
     if (!c->active || !reads_topic(c, cu->topic)) {
       atomic_store(&cu->retired_gen, g->no);
       cu->live = 0;
+      g->retires = 1;
     }
   }
   summarize(rl, old, g);

@@ -1382,7 +1382,9 @@ static void maybe_switch(eddy_worker *w) {
   w->lc = lc;
   w->appgen = g;
   w->defs = g->defs;
-  drop_retired(w);
+  /* Only a generation that stops something has messages to drop: the
+   * queue can hold tens of thousands, not worth a walk otherwise. */
+  if (g->retires) drop_retired(w);
   reschedule_parks(w, old);
   eddy_gen_release(old);
   atomic_store(&w->gen_no, g->no);
