@@ -24,7 +24,7 @@ SUDO        ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian 12 packages eddy needs to build, test and demo.
 DEB_PACKAGES ?= gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev \
   librdkafka-dev libsqlite3-dev lua-busted lua-cjson luarocks kcat lua-check \
-  sqlite3 libmimalloc-dev
+  sqlite3 libmimalloc-dev openjdk-17-jre-headless maven
 
 WARN     = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
 CPPFLAGS_ALL = -I$(LUA_INCDIR) -Iruntime -DEDDY_VERSION='"$(EDDY_VERSION)"'
@@ -53,7 +53,8 @@ RUNTIME_OBJS = $(RUNTIME:%=$(OBJ)/%.o) $(OBJ)/embedded.o
 HEADERS     = $(wildcard runtime/*.h)
 TEST_SRCS   = $(wildcard test/*.c)
 
-.PHONY: all binaries deps test test-asan bench demo install uninstall clean lint check-rockspec
+.PHONY: all binaries deps test test-asan bench demo install uninstall clean lint check-rockspec \
+  kafka-up kafka-down
 
 all: binaries $(BUILD)/test-runner
 
@@ -114,6 +115,14 @@ bench: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh examples/demo.sh
+
+# A single-node Apache Kafka broker on 127.0.0.1:9092 (tools/kafka/kafka.sh):
+# its jars come from Maven Central once, into .cache/kafka.
+kafka-up: deps
+	@sh tools/kafka/kafka.sh up
+
+kafka-down:
+	@sh tools/kafka/kafka.sh down
 
 lint: all
 	luacheck --codes lua spec examples handlers
