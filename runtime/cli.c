@@ -2,6 +2,7 @@
  * cli.c - parsing, help and dispatch of the eddy command line.
  */
 #include "cli.h"
+#include "kafka.h"
 #include "errors.h"
 #include "units.h"
 
@@ -109,6 +110,30 @@ int eddy_cli_int(const eddy_cli_args *a, const char *name, int64_t min,
                          (long long)min, (long long)max, s);
     return -1;
   }
+  return 0;
+}
+
+int eddy_cli_kafka(const eddy_cli_args *a, eddy_kafka **k) {
+  *k = NULL;
+  const char *broker = eddy_cli_value(a, "broker");
+  const char *props[2 * 64 + 1];
+  int n = 0;
+  const char *p;
+  for (int i = 0; (p = eddy_cli_nth(a, "kafka", i)); i++) {
+    const char *eq = strchr(p, '=');
+    if (!eq || eq == p)
+      return eddy_cli_usage_error(a, "--kafka '%s' is not NAME=VALUE", p);
+    if (!broker) return eddy_cli_usage_error(a, "--kafka needs --broker");
+    if (n == 2 * 64) return eddy_cli_usage_error(a, "more than 64 --kafka properties");
+    props[n++] = strndup(p, (size_t)(eq - p));
+    props[n++] = eq + 1;
+  }
+  props[n] = NULL;
+  if (!broker) return 0;
+  char err[512];
+  int rc = eddy_kafka_open(broker, props, k, err, sizeof err);
+  for (int i = 0; i < n; i += 2) free((char *)props[i]);
+  if (rc != 0) return eddy_cli_usage_error(a, "%s", err);
   return 0;
 }
 

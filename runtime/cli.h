@@ -68,6 +68,17 @@ int eddy_cli_usage_error(const eddy_cli_args *a, const char *fmt, ...)
 int eddy_cli_fail(const eddy_cli_args *a, const char *fmt, ...)
   __attribute__((format(printf, 2, 3)));
 
+/* Options of the commands that also work on Kafka (--broker, --kafka). */
+#define EDDY_CLI_KAFKA_OPTS \
+  { "broker", 0, "URL", "work on the Kafka cluster kafka://HOST:PORT[,HOST:PORT...] instead of the data directory" }, \
+  { "kafka", 'X', "NAME=VALUE", "a librdkafka property for --broker, e.g. security.protocol=SSL (repeatable)" }
+
+struct eddy_kafka;
+/* With --broker, connects to it (with the --kafka properties) and sets
+ * *k; without, sets *k to NULL.  Returns 0, or an exit status after
+ * printing why. */
+int eddy_cli_kafka(const eddy_cli_args *a, struct eddy_kafka **k);
+
 /* The data directory: --data, else $EDDY_DATA, else ./data. */
 const char *eddy_cli_data_dir(const eddy_cli_args *a);
 

@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "buf.h"
 #include "errors.h"
+#include "kafka.h"
 #include "log.h"
 
 #include <inttypes.h>
@@ -24,12 +25,14 @@ static const eddy_cli_opt produce_opts[] = {
   { "partition", 'p', "P", "write to partition P instead of letting the key choose" },
   { "id", 0, "ID", "the message id (default: a new UUIDv7; one message only)" },
   { "json", 'j', NULL, "print one JSON line per message: topic, partition, offset, id" },
+  EDDY_CLI_KAFKA_OPTS,
   { 0 }
 };
 
 struct producer {
   const eddy_cli_args *a;
   eddy_store *s;
+  eddy_kafka *k;                /* --broker: Kafka instead of s */
   const char *topic;
   eddy_topic_info t;
   int json;
@@ -44,7 +47,8 @@ struct producer {
 
 static int flush(struct producer *p) {
   if (p->n == 0) return 0;
-  int rc = eddy_log_produce(p->s, p->topic, p->recs, p->n, p->out);
+  int rc = p->k ? eddy_kafka_produce(p->k, p->topic, p->recs, p->n, p->out)
+                : eddy_log_produce(p->s, p->topic, p->recs, p->n, p->out);
   if (rc == 0 && p->json) {
     eddy_buf *b = &p->print;
     eddy_buf_reset(b);
@@ -62,6 +66,11 @@ static int flush(struct producer *p) {
   for (size_t i = 0; i < p->n; i++) free(p->lines[i]);
   p->n = 0;
   return rc;
+}
+
+/* The message of the last failure. */
+static const char *errmsg(const struct producer *p) {
+  return p->k ? eddy_kafka_errmsg(p->k) : eddy_store_errmsg(p->s);
 }
 
 /* Checks what the store would refuse, so that a bad line stops the run
@@ -123,12 +132,23 @@ static int run_produce(const eddy_cli_args *a) {
   p->a = a;
   p->topic = a->pos[0];
   p->json = eddy_cli_flag(a, "json");
-  int rc = EDDY_EXIT_OK;
-  p->s = eddy_cli_open(a, 0);
-  if (!p->s) { free(p); return EDDY_EXIT_FAIL; }
-  if (eddy_topic_get(p->s, p->topic, &p->t) != 0) {
-    rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(p->s));
-    goto done;
+  int rc = eddy_cli_kafka(a, &p->k);
+  if (rc) { free(p); return rc; }
+  if (p->k) {
+    /* Kafka checks sizes itself (message.max.bytes); 1 MiB here as on the
+     * embedded log, so a bad line stops the run the same way. */
+    eddy_topic_config_init(&p->t.config);
+    if (eddy_kafka_topic_partitions(p->k, p->topic, &p->t.config.partitions) != 0) {
+      rc = eddy_cli_fail(a, "%s", errmsg(p));
+      goto done;
+    }
+  } else {
+    p->s = eddy_cli_open(a, 0);
+    if (!p->s) { free(p); return EDDY_EXIT_FAIL; }
+    if (eddy_topic_get(p->s, p->topic, &p->t) != 0) {
+      rc = eddy_cli_fail(a, "%s", errmsg(p));
+      goto done;
+    }
   }
   if (partition >= p->t.config.partitions) {
     rc = eddy_cli_fail(a, "topic '%s' has no partition %d (it has %d)",
@@ -155,7 +175,7 @@ static int run_produce(const eddy_cli_args *a) {
     p->recs[0] = r;
     p->lines[0] = NULL;
     p->n = 1;
-    if (flush(p) != 0) rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(p->s));
+    if (flush(p) != 0) rc = eddy_cli_fail(a, "%s", errmsg(p));
     goto done;
   }
 
@@ -173,7 +193,7 @@ static int run_produce(const eddy_cli_args *a) {
     if (sep) {
       char *at = memmem(line, (size_t)len, sep, seplen);
       if (!at) {
-        if (flush(p) != 0) { rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(p->s)); break; }
+        if (flush(p) != 0) { rc = eddy_cli_fail(a, "%s", errmsg(p)); break; }
         rc = eddy_cli_fail(a, "line %" PRId64 ": no key separator '%s' (%" PRId64
                            " message%s before it produced)", line_no, sep,
                            p->produced, p->produced == 1 ? "" : "s");
@@ -188,7 +208,7 @@ static int run_produce(const eddy_cli_args *a) {
     char msg[256];
     if (check_line(p, &r, msg, sizeof msg)) {
       /* The bad line is not written; every line before it is. */
-      if (flush(p) != 0) { rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(p->s)); break; }
+      if (flush(p) != 0) { rc = eddy_cli_fail(a, "%s", errmsg(p)); break; }
       rc = eddy_cli_fail(a, "line %" PRId64 ": %s (%" PRId64 " message%s before "
                          "it produced)", line_no, msg, p->produced,
                          p->produced == 1 ? "" : "s");
@@ -201,17 +221,18 @@ static int run_produce(const eddy_cli_args *a) {
     line = NULL;
     cap = 0;
     if (p->n == BATCH && flush(p) != 0) {
-      rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(p->s));
+      rc = eddy_cli_fail(a, "%s", errmsg(p));
       break;
     }
   }
   free(line);
-  if (rc == 0 && flush(p) != 0) rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(p->s));
+  if (rc == 0 && flush(p) != 0) rc = eddy_cli_fail(a, "%s", errmsg(p));
   for (size_t i = 0; i < p->n; i++) free(p->lines[i]);
 done:
   fflush(stdout);
   eddy_buf_free(&p->print);
   eddy_store_close(p->s);
+  eddy_kafka_close(p->k);
   free(p);
   return rc;
 }

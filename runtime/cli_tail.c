@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "buf.h"
 #include "errors.h"
+#include "kafka.h"
 #include "log.h"
 
 #include <inttypes.h>
@@ -142,6 +143,7 @@ void eddy_cli_message_json(eddy_buf *b, const eddy_message *m) {
 struct tail {
   const eddy_cli_args *a;
   eddy_store *s;
+  eddy_kafka *k;      /* --broker: Kafka instead of s */
   const char *topic;
   int json;
   int64_t limit;      /* -1: none */
@@ -153,6 +155,17 @@ struct tail {
   int *nbuf, *head;
   eddy_buf out;
 };
+
+/* The log read: the store's, or Kafka's with --broker. */
+static int fetch(struct tail *t, int p, int64_t from, int max, eddy_message_cb cb, void *ud) {
+  return t->k ? eddy_kafka_fetch(t->k, t->topic, p, from, max, cb, ud)
+              : eddy_log_fetch(t->s, t->topic, p, from, max, cb, ud);
+}
+
+static int offsets(struct tail *t, int p, int64_t *start, int64_t *end) {
+  return t->k ? eddy_kafka_offsets(t->k, t->topic, p, start, end)
+              : eddy_log_offsets(t->s, t->topic, p, start, end);
+}
 
 static int collect(void *ud, const eddy_message *m) {
   struct tail *t = ud;
@@ -168,7 +181,7 @@ static int refill(struct tail *t, int p) {
   if (t->head[p] < t->nbuf[p]) return 0;
   for (int i = 0; i < t->nbuf[p]; i++) free(t->buf[p][i]);
   t->nbuf[p] = t->head[p] = 0;
-  int rc = eddy_log_fetch(t->s, t->topic, p, t->next[p], CHUNK, collect, t);
+  int rc = fetch(t, p, t->next[p], CHUNK, collect, t);
   return rc < 0 ? rc : 0;
 }
 
@@ -260,12 +273,12 @@ static int print_last(struct tail *t, int64_t n) {
   int rc = 0;
   for (int p = t->first; p <= t->last && rc == 0; p++) {
     int64_t start, end;
-    rc = eddy_log_offsets(t->s, t->topic, p, &start, &end);
+    rc = offsets(t, p, &start, &end);
     if (rc) break;
     int64_t from = end - n > start ? end - n : start;
     while (rc == 0 && from < end) {
       size_t before = c.n;
-      int got = eddy_log_fetch(t->s, t->topic, p, from, CHUNK, collect_into, &c);
+      int got = fetch(t, p, from, CHUNK, collect_into, &c);
       if (got < 0) { rc = got; break; }
       if (c.n == before) break;
       from = c.all[c.n - 1]->offset + 1;
@@ -298,15 +311,22 @@ static int run_tail(const eddy_cli_args *a) {
     return EDDY_EXIT_USAGE;
   int follow = eddy_cli_flag(a, "follow");
   int from_start = eddy_cli_flag(a, "from-beginning");
-  t.s = eddy_cli_open(a, 0);
-  if (!t.s) return EDDY_EXIT_FAIL;
-  int rc = 0;
-  eddy_topic_info info;
-  if ((rc = eddy_topic_get(t.s, t.topic, &info)) != 0) goto done;
-  t.np = info.config.partitions;
+  int rc = eddy_cli_kafka(a, &t.k);
+  if (rc) return rc;
+  char err[512] = "";
+  if (t.k) {
+    if ((rc = eddy_kafka_topic_partitions(t.k, t.topic, &t.np)) != 0) goto done;
+  } else {
+    t.s = eddy_cli_open(a, 0);
+    if (!t.s) return EDDY_EXIT_FAIL;
+    eddy_topic_info info;
+    if ((rc = eddy_topic_get(t.s, t.topic, &info)) != 0) goto done;
+    t.np = info.config.partitions;
+  }
   if (part >= t.np) {
-    rc = eddy_store_seterr(t.s, EDDY_EINVAL, "topic '%s' has no partition %d (it has %d)",
-                           t.topic, (int)part, t.np);
+    snprintf(err, sizeof err, "topic '%s' has no partition %d (it has %d)", t.topic,
+             (int)part, t.np);
+    rc = EDDY_EINVAL;
     goto done;
   }
   t.first = part >= 0 ? (int)part : 0;
@@ -325,7 +345,7 @@ static int run_tail(const eddy_cli_args *a) {
   } else if (follow) {
     for (int p = t.first; p <= t.last && rc == 0; p++) {
       int64_t start;
-      rc = eddy_log_offsets(t.s, t.topic, p, &start, &t.next[p]);
+      rc = offsets(&t, p, &start, &t.next[p]);
     }
   } else {
     rc = print_last(&t, t.limit >= 0 ? t.limit : DEFAULT_LAST);
@@ -341,8 +361,9 @@ static int run_tail(const eddy_cli_args *a) {
     }
   }
 done:
-  if (rc == EDDY_ENOMEM) rc = eddy_store_seterr(t.s, rc, "out of memory");
-  if (rc) rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(t.s));
+  if (rc == EDDY_ENOMEM) snprintf(err, sizeof err, "out of memory");
+  if (rc) rc = eddy_cli_fail(a, "%s", err[0] ? err : t.k ? eddy_kafka_errmsg(t.k)
+                                                          : eddy_store_errmsg(t.s));
   for (int p = 0; t.buf && p < t.np; p++) {
     for (int i = 0; t.nbuf && i < t.nbuf[p]; i++) free(t.buf[p][i]);
     free(t.buf[p]);
@@ -350,6 +371,7 @@ done:
   free(t.buf); free(t.next); free(t.nbuf); free(t.head);
   eddy_buf_free(&t.out);
   eddy_store_close(t.s);
+  eddy_kafka_close(t.k);
   return rc;
 }
 
@@ -359,6 +381,7 @@ static const eddy_cli_opt tail_opts[] = {
   { "follow", 'f', NULL, "keep waiting for new messages (until SIGINT, or --limit)" },
   { "partition", 'p', "P", "read partition P only" },
   { "json", 'j', NULL, "one JSON object per line: topic, partition, offset, id, key, value, headers, timestamp" },
+  EDDY_CLI_KAFKA_OPTS,
   { 0 }
 };
 

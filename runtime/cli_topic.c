@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "buf.h"
 #include "errors.h"
+#include "kafka.h"
 #include "log.h"
 #include "units.h"
 
@@ -43,6 +44,7 @@ static const eddy_cli_opt create_opts[] = {
   { "retention-bytes", 0, "SIZE", "keep at most SIZE bytes per partition (default: unlimited)" },
   { "max-message-bytes", 0, "SIZE", "largest key, value or headers accepted (default 1MiB)" },
   { "if-not-exists", 0, NULL, "succeed when the topic exists already" },
+  EDDY_CLI_KAFKA_OPTS,
   { 0 }
 };
 
@@ -67,9 +69,21 @@ static int run_create(const eddy_cli_args *a) {
   char why[256];
   if (eddy_topic_name_valid(a->pos[0], why, sizeof why) != 0)
     return eddy_cli_usage_error(a, "%s", why);
+  eddy_kafka *k;
+  if ((rc = eddy_cli_kafka(a, &k)) != 0) return rc;
+  int created = 1;
+  if (k) {
+    rc = eddy_kafka_topic_create(k, a->pos[0], &c, eddy_cli_flag(a, "if-not-exists"), &created);
+    if (rc) rc = eddy_cli_fail(a, "%s", eddy_kafka_errmsg(k));
+    else
+      printf(created ? "created topic '%s' with %d partition%s\n"
+                     : "topic '%s' exists already\n", a->pos[0], c.partitions,
+             c.partitions == 1 ? "" : "s");
+    eddy_kafka_close(k);
+    return rc;
+  }
   eddy_store *s = eddy_cli_open(a, 1);
   if (!s) return EDDY_EXIT_FAIL;
-  int created = 1;
   if (eddy_cli_flag(a, "if-not-exists"))
     rc = eddy_topic_ensure(s, a->pos[0], &c, &created);
   else
@@ -149,14 +163,64 @@ static int list_one(void *ud, const eddy_topic_info *t) {
   return 0;
 }
 
+/* A Kafka topic: its retention lives in the cluster's configs, not shown. */
+static int list_kafka_one(void *ud, const char *name, int np, const int64_t *starts,
+                          const int64_t *highs) {
+  struct list_ctx *c = ud;
+  int64_t messages = 0;
+  for (int i = 0; i < np; i++) messages += highs[i] - starts[i];
+  if (!c->json && !c->rc) {
+    printf("%-24s %10s %10s  %-9s %s\n", "TOPIC", "PARTITIONS", "MESSAGES",
+           "RETENTION", "HIGH-WATERMARKS");
+    c->rc = 1;        /* the header is out (no error: rows follow) */
+  }
+  eddy_buf *o = &c->out;
+  eddy_buf_reset(o);
+  if (c->json) {
+    eddy_buf_puts(o, "{\"name\":");
+    eddy_buf_json_str(o, name, strlen(name));
+    eddy_buf_printf(o, ",\"partitions\":%d,\"messages\":%" PRId64 ",\"offsets\":[", np,
+                    messages);
+    for (int i = 0; i < np; i++)
+      eddy_buf_printf(o, "%s{\"partition\":%d,\"log_start\":%" PRId64
+                      ",\"high_watermark\":%" PRId64 ",\"messages\":%" PRId64 "}",
+                      i ? "," : "", i, starts[i], highs[i], highs[i] - starts[i]);
+    eddy_buf_puts(o, "]}\n");
+  } else {
+    eddy_buf_printf(o, "%-24s %10d %10" PRId64 "  %-9s ", name, np, messages, "-");
+    for (int i = 0; i < np; i++) eddy_buf_printf(o, "%s%" PRId64, i ? "," : "", highs[i]);
+    eddy_buf_puts(o, "\n");
+  }
+  if (o->oom) return c->rc = EDDY_ENOMEM;
+  fwrite(o->data, 1, o->len, stdout);
+  return 0;
+}
+
 static int run_list(const eddy_cli_args *a) {
+  eddy_kafka *k;
+  int rc = eddy_cli_kafka(a, &k);
+  if (rc) return rc;
+  if (k) {
+    /* The header comes with the first topic, so a cluster that cannot be
+     * reached prints the error alone. */
+    struct list_ctx c = { NULL, eddy_cli_flag(a, "json"), 0, EDDY_BUF_INIT };
+    rc = eddy_kafka_topic_foreach(k, list_kafka_one, &c);
+    eddy_buf_free(&c.out);
+    if (rc == 0 && !c.json && !c.rc)
+      printf("%-24s %10s %10s  %-9s %s\n", "TOPIC", "PARTITIONS", "MESSAGES",
+             "RETENTION", "HIGH-WATERMARKS");
+    if (rc || c.rc == EDDY_ENOMEM)
+      rc = eddy_cli_fail(a, "%s", rc ? eddy_kafka_errmsg(k) : "out of memory");
+    eddy_kafka_close(k);
+    return rc;
+  }
   eddy_store *s = eddy_cli_open(a, 0);
   if (!s) return EDDY_EXIT_FAIL;
   struct list_ctx c = { s, eddy_cli_flag(a, "json"), 0, EDDY_BUF_INIT };
   if (!c.json)
     printf("%-24s %10s %10s  %-9s %s\n", "TOPIC", "PARTITIONS", "MESSAGES",
            "RETENTION", "HIGH-WATERMARKS");
-  int rc = eddy_topic_foreach(s, list_one, &c);
+  rc = eddy_topic_foreach(s, list_one, &c);
   eddy_buf_free(&c.out);
   if (rc || c.rc) rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(s));
   eddy_store_close(s);
@@ -165,6 +229,7 @@ static int run_list(const eddy_cli_args *a) {
 
 static const eddy_cli_opt list_opts[] = {
   { "json", 'j', NULL, "one JSON object per topic, with per-partition offsets" },
+  EDDY_CLI_KAFKA_OPTS,
   { 0 }
 };
 

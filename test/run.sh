@@ -9,7 +9,22 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+
+# The Kafka specs run against a real broker (tools/kafka/kafka.sh), started
+# here and stopped when the run ends.  If it cannot start, those specs fail:
+# they need it.
+echo "== Kafka broker"
+kafka_log=$(mktemp)
+if sh tools/kafka/kafka.sh up > "$kafka_log" 2>&1; then
+  cat "$kafka_log"
+  trap 'env -u LD_PRELOAD sh tools/kafka/kafka.sh down >/dev/null; rm -f "$log" "$kafka_log"' EXIT
+else
+  cat "$kafka_log"
+  echo "the Kafka broker did not start: the Kafka specs will fail"
+  trap 'rm -f "$log" "$kafka_log"' EXIT
+fi
+EDDY_TEST_BROKER=${EDDY_TEST_BROKER:-kafka://127.0.0.1:9092}
+export EDDY_TEST_BROKER
 
 if [ -n "$EDDY_ASAN" ]; then
   # The specs load the sanitized module into the stock interpreter.

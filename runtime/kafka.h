@@ -1,0 +1,66 @@
+/*
+ * kafka.h - the log on Apache Kafka, through librdkafka.
+ *
+ * The same operations the embedded log (log.h) offers the command line,
+ * against a Kafka cluster: topics, produce, and reading a partition from
+ * an offset.  Messages carry eddy's id in the header `eddy-id` (a UUIDv7
+ * made at produce when the record has none); readers see it as the
+ * message id, and a message from another client gets
+ * "TOPIC/PARTITION/OFFSET" instead.  Keyed messages go where Kafka's Java
+ * producer would put them (the murmur2 partitioner).
+ *
+ * Functions return 0 (or a count) or a negative EDDY_E* code with a
+ * one-line message in eddy_kafka_errmsg.  One eddy_kafka is used by one
+ * thread at a time.
+ */
+#ifndef EDDY_KAFKA_H
+#define EDDY_KAFKA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+typedef struct eddy_kafka eddy_kafka;
+
+/* Connects to broker, "kafka://HOST:PORT[,HOST:PORT...]".  props: NULL or
+ * a NULL-terminated list of librdkafka property names and values, set on
+ * every client made (security.protocol, sasl.*, ssl.* ...).  A bad URL or
+ * property is -1 with err. */
+int eddy_kafka_open(const char *broker, const char *const *props, eddy_kafka **out,
+                    char *err, size_t errlen);
+void eddy_kafka_close(eddy_kafka *k);
+const char *eddy_kafka_errmsg(const eddy_kafka *k);
+
+/* "HOST:PORT,..." of a kafka:// URL; -1 with err when it is not one. */
+int eddy_kafka_bootstrap(const char *broker, char *out, size_t n, char *err, size_t errlen);
+
+/* Creates topic name as c says: its partitions, and its limits as the
+ * topic configs retention.ms, retention.bytes and max.message.bytes
+ * (replication: the cluster's default).  *created 0 when it existed
+ * (if_not_exists), else an EDDY_EEXIST error. */
+int eddy_kafka_topic_create(eddy_kafka *k, const char *name, const eddy_topic_config *c,
+                            int if_not_exists, int *created);
+/* The partition count of topic name; EDDY_ENOENT "unknown topic 'x'". */
+int eddy_kafka_topic_partitions(eddy_kafka *k, const char *name, int *partitions);
+/* Calls fn for each topic (internal ones left out) in name order, with its
+ * partitions and each partition's first stored offset and high watermark. */
+int eddy_kafka_topic_foreach(eddy_kafka *k,
+                             int (*fn)(void *ud, const char *name, int partitions,
+                                       const int64_t *starts, const int64_t *highs),
+                             void *ud);
+/* The first stored offset and the high watermark of a partition. */
+int eddy_kafka_offsets(eddy_kafka *k, const char *topic, int partition, int64_t *start,
+                       int64_t *end);
+/* Calls cb for up to max messages of topic/partition from offset on (up
+ * to the high watermark when called), in offset order; as eddy_log_fetch. */
+int eddy_kafka_fetch(eddy_kafka *k, const char *topic, int partition, int64_t from,
+                     int max, eddy_message_cb cb, void *ud);
+/* Produces n records (idempotent producer) and waits until every one is
+ * acknowledged; out[i] gets each one's partition, offset, timestamp and
+ * id.  A record that fails to deliver fails the call (the ones before it
+ * may be written). */
+int eddy_kafka_produce(eddy_kafka *k, const char *topic, const eddy_record *recs, size_t n,
+                       eddy_produced *out);
+
+#endif
