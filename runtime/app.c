@@ -112,6 +112,10 @@ static int read_app(lua_State *L, const char *file, const char *data_override,
   a->dedupe_window_ms = field_i64(L, app, "dedupe_window_ms", 7 * 86400000LL);
   a->handler_files = field_strings(L, app, "handler_files", &a->nhandler_files);
   a->handler_dirs = field_strings(L, app, "handler_dirs", &a->nhandler_dirs);
+  a->kafka = field_strings(L, app, "kafka", &a->nkafka);
+  lua_getfield(L, app, "broker");
+  if (lua_isstring(L, -1)) a->broker = dupstr(lua_tostring(L, -1));
+  lua_pop(L, 1);
 
   /* The app's topics, in name order for a stable creation order. */
   lua_getfield(L, app, "topics");
@@ -206,6 +210,9 @@ void eddy_app_free(eddy_app *a) {
   free(a->handler_files);
   for (int i = 0; i < a->nhandler_dirs; i++) free(a->handler_dirs[i]);
   free(a->handler_dirs);
+  for (int i = 0; i < a->nkafka; i++) free(a->kafka[i]);
+  free(a->kafka);
+  free(a->broker);
   for (int i = 0; i < a->ntopics; i++) free(a->topic_names[i]);
   free(a->topic_names);
   free(a->topics);

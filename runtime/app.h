@@ -29,6 +29,9 @@ typedef struct eddy_app {
   eddy_topic_config *topics;
   int nconsumers;
   eddy_consumer_def *consumers; /* in load order; store_id and slot_seq unset */
+  char *broker;             /* kafka://..., or NULL: the embedded log */
+  int nkafka;
+  char **kafka;             /* librdkafka properties: name, value, ..., NULL */
 } eddy_app;
 
 /* Reads app file `file` (data_override: the --data directory, or NULL).

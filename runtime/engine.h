@@ -75,6 +75,10 @@ typedef struct eddy_cursor {
    * removed), 0 while read.  A worker switching to that generation drops
    * the cursor's messages it still holds, unhandled. */
   _Atomic uint64_t retired_gen;
+  /* Kafka: jobs of this cursor in the workers (made, not yet freed), and
+   * set while its partition is revoked: workers drop its jobs. */
+  _Atomic int inflight;
+  _Atomic int revoked;
   int consumer;
   const char *topic;
   int64_t topic_id;
@@ -148,6 +152,12 @@ struct eddy_runner {
   int ncursors, capcursors;
   eddy_cursor **cursors;
   const char *data_override;    /* --data, for reloads */
+  struct eddy_kafka *kafka;     /* the log is Kafka (ksource.c), else NULL */
+  struct eddy_ksource *ksource;
+  int workers_gone;             /* eddy_worker_stop ran for every worker */
+  int64_t relay_warned;         /* when the relay last logged a failure */
+  char **known;                 /* Kafka topics the relay knows exist */
+  int nknown;
   int app_workers;              /* the app's worker count as started */
   struct eddy_reloader *reloader; /* reload.c */
   int nworkers;
@@ -202,6 +212,12 @@ int eddy_runner_register(eddy_runner *r, eddy_consumer_def *c, char *err, size_t
  * them at once. */
 int eddy_runner_open_cursors(eddy_runner *r, int i, const eddy_consumer_def *c, int live,
                              char *err, size_t errlen);
+/* Makes (or brings back) the cursor of consumer number i on topic's
+ * partition p, at its stored offset, or at fallback (>= 0) when none is
+ * stored (Kafka).  NULL with err on failure. */
+eddy_cursor *eddy_runner_open_cursor(eddy_runner *r, int i, const eddy_consumer_def *c,
+                                     const char *topic, int p, int64_t fallback, int live,
+                                     char *err, size_t errlen);
 /* Makes generation g the runner's (taking a reference). */
 void eddy_runner_set_gen(eddy_runner *r, eddy_gen *g);
 
@@ -225,6 +241,9 @@ void eddy_worker_unprepare(eddy_worker *w);
 void eddy_worker_switch(eddy_worker *w);
 /* The number of the generation the worker runs. */
 uint64_t eddy_worker_gen(eddy_worker *w);
+/* Tells the worker to drop, between batches, the jobs it holds of cursors
+ * marked revoked (queued and parked): they stay unhandled. */
+void eddy_worker_drop_revoked(eddy_worker *w);
 
 /* Marks offsets done and advances watermarks (track_mu held by caller). */
 void eddy_cursor_mark_done(eddy_cursor *c, int64_t offset);

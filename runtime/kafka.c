@@ -38,6 +38,7 @@ static int fail(eddy_kafka *k, int code, const char *fmt, ...) {
 }
 
 const char *eddy_kafka_errmsg(const eddy_kafka *k) { return k->errmsg; }
+const char *eddy_kafka_last_error(const eddy_kafka *k) { return k->last_error; }
 
 int eddy_kafka_bootstrap(const char *broker, char *out, size_t n, char *err, size_t errlen) {
   const char *scheme = "kafka://";
@@ -77,10 +78,16 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
   (void)rk; (void)level; (void)fac; (void)buf;
 }
 
+static rd_kafka_conf_t *new_conf(eddy_kafka *k, char *err, size_t errlen);
+
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
   (void)rk;
   eddy_kafka *k = opaque;
   snprintf(k->last_error, sizeof k->last_error, "%s", reason ? reason : rd_kafka_err2str(err));
+}
+
+rd_kafka_conf_t *eddy_kafka_conf(eddy_kafka *k, char *err, size_t errlen) {
+  return new_conf(k, err, errlen);
 }
 
 /* A configuration with the bootstrap servers and the user's properties. */
@@ -438,6 +445,9 @@ int eddy_kafka_topic_foreach(eddy_kafka *k,
 
 /* ---- reading ----------------------------------------------------------------- */
 
+static int deliver(const char *topic, const rd_kafka_message_t *m, eddy_message_cb cb,
+                   void *ud, eddy_kafka *k);
+
 static rd_kafka_t *reader(eddy_kafka *k) {
   if (k->reader) return k->reader;
   char err[512];
@@ -454,6 +464,10 @@ static rd_kafka_t *reader(eddy_kafka *k) {
   if (!k->reader) fail(k, EDDY_EIO, "cannot make a Kafka consumer: %s", err);
   else rd_kafka_poll_set_consumer(k->reader);
   return k->reader;
+}
+
+int eddy_kafka_message(const struct rd_kafka_message_s *m, eddy_message_cb cb, void *ud) {
+  return deliver(rd_kafka_topic_name(m->rkt), m, cb, ud, NULL);
 }
 
 /* Calls cb with message m as an eddy_message.  Returns cb's value. */
@@ -495,7 +509,7 @@ static int deliver(const char *topic, const rd_kafka_message_t *m, eddy_message_
   unsigned char *blob = NULL;
   if (nh) {
     blob = malloc(eddy_headers_size(list, nh));
-    if (!blob) return fail(k, EDDY_ENOMEM, "out of memory");
+    if (!blob) return k ? fail(k, EDDY_ENOMEM, "out of memory") : EDDY_ENOMEM;
     e.headers_len = eddy_headers_encode(list, nh, blob);
     e.headers = blob;
   }

@@ -32,6 +32,20 @@ int eddy_kafka_open(const char *broker, const char *const *props, eddy_kafka **o
 void eddy_kafka_close(eddy_kafka *k);
 const char *eddy_kafka_errmsg(const eddy_kafka *k);
 
+struct rd_kafka_conf_s;
+/* A new librdkafka configuration for k's cluster: bootstrap servers, the
+ * properties given to eddy_kafka_open, errors kept for
+ * eddy_kafka_last_error, librdkafka's log lines dropped.  NULL with err. */
+struct rd_kafka_conf_s *eddy_kafka_conf(eddy_kafka *k, char *err, size_t errlen);
+/* The last error a client of k reported (connection refused ...), or "". */
+const char *eddy_kafka_last_error(const eddy_kafka *k);
+
+struct rd_kafka_message_s;
+/* Calls cb with Kafka message m as an eddy_message (id from header
+ * eddy-id, the other headers encoded).  Returns cb's value, or
+ * EDDY_ENOMEM. */
+int eddy_kafka_message(const struct rd_kafka_message_s *m, eddy_message_cb cb, void *ud);
+
 /* "HOST:PORT,..." of a kafka:// URL; -1 with err when it is not one. */
 int eddy_kafka_bootstrap(const char *broker, char *out, size_t n, char *err, size_t errlen);
 

@@ -22,6 +22,7 @@ int eddy_outbox_count(eddy_store *s, int64_t *n) {
 
 /* A row copied out of SQLite. */
 typedef struct row {
+  int64_t seq;
   char *topic;
   eddy_record rec;
   void *mem;
@@ -47,23 +48,23 @@ done:
   return rc;
 }
 
-int eddy_outbox_relay(eddy_store *s, int max, int default_partitions,
-                      int64_t *relayed) {
-  int rc = eddy_store_begin(s);
-  if (rc) return rc;
+/* Reads up to max rows, oldest first, into *out (n set, *last the
+ * highest seq).  0 or a negative code. */
+static int read_rows(eddy_store *s, int max, row **out, size_t *count, int64_t *last_seq) {
   sqlite3_stmt *st = eddy_store_stmt(s,
     "SELECT seq, topic, id, key, value, headers FROM outbox ORDER BY seq"
     " LIMIT ?1");
-  if (!st) { eddy_store_rollback(s); return EDDY_ESTORE; }
+  if (!st) return EDDY_ESTORE;
   sqlite3_bind_int(st, 1, max);
   row *rows = calloc((size_t)max, sizeof *rows);
   size_t n = 0;
   int64_t last = -1;
-  if (!rows) { sqlite3_reset(st); eddy_store_rollback(s);
-    return eddy_store_seterr(s, EDDY_ENOMEM, "out of memory"); }
+  int rc = 0;
+  if (!rows) { sqlite3_reset(st); return eddy_store_seterr(s, EDDY_ENOMEM, "out of memory"); }
   int src;
   while ((src = sqlite3_step(st)) == SQLITE_ROW) {
     last = sqlite3_column_int64(st, 0);
+    rows[n].seq = last;
     size_t tl = (size_t)sqlite3_column_bytes(st, 1);
     size_t il = (size_t)sqlite3_column_bytes(st, 2);
     size_t kl = (size_t)sqlite3_column_bytes(st, 3);
@@ -92,6 +93,35 @@ int eddy_outbox_relay(eddy_store *s, int max, int default_partitions,
   sqlite3_reset(st);
   if (rc == 0 && src != SQLITE_DONE && src != SQLITE_ROW)
     rc = eddy_store_sqlerr(s, src, "reading the outbox");
+  *out = rows;
+  *count = n;
+  *last_seq = last;
+  return rc;
+}
+
+static void free_rows(row *rows, size_t n) {
+  for (size_t i = 0; i < n; i++) free(rows[i].mem);
+  free(rows);
+}
+
+static int clear_upto(eddy_store *s, int64_t last) {
+  sqlite3_stmt *st = eddy_store_stmt(s, "DELETE FROM outbox WHERE seq <= ?1");
+  if (!st) return EDDY_ESTORE;
+  sqlite3_bind_int64(st, 1, last);
+  int src = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (src != SQLITE_DONE) return eddy_store_sqlerr(s, src, "clearing the outbox");
+  return 0;
+}
+
+int eddy_outbox_relay(eddy_store *s, int max, int default_partitions,
+                      int64_t *relayed) {
+  int rc = eddy_store_begin(s);
+  if (rc) return rc;
+  row *rows;
+  size_t n;
+  int64_t last;
+  rc = read_rows(s, max, &rows, &n, &last);
   /* Publish runs of rows with the same topic as one produce each. */
   for (size_t i = 0; rc == 0 && i < n;) {
     size_t j = i + 1;
@@ -99,20 +129,63 @@ int eddy_outbox_relay(eddy_store *s, int max, int default_partitions,
     rc = publish(s, rows, i, j, default_partitions);
     i = j;
   }
-  if (rc == 0 && n) {
-    st = eddy_store_stmt(s, "DELETE FROM outbox WHERE seq <= ?1");
-    if (!st) rc = EDDY_ESTORE;
-    else {
-      sqlite3_bind_int64(st, 1, last);
-      src = sqlite3_step(st);
-      sqlite3_reset(st);
-      if (src != SQLITE_DONE) rc = eddy_store_sqlerr(s, src, "clearing the outbox");
-    }
-  }
-  for (size_t i = 0; i < n; i++) free(rows[i].mem);
-  free(rows);
+  if (rc == 0 && n) rc = clear_upto(s, last);
+  free_rows(rows, n);
   if (rc) { eddy_store_rollback(s); return rc; }
   rc = eddy_store_commit(s);
   if (rc == 0 && relayed) *relayed += (int64_t)n;
   return rc;
+}
+
+int eddy_outbox_relay_to(eddy_store *s, int max, eddy_outbox_publish fn, void *ud,
+                         uv_mutex_t *write_mu, int64_t *relayed) {
+  row *rows;
+  size_t n;
+  int64_t last;
+  int rc = read_rows(s, max, &rows, &n, &last);
+  size_t sent = 0;
+  for (size_t i = 0; rc == 0 && i < n;) {
+    size_t j = i + 1;
+    while (j < n && strcmp(rows[j].topic, rows[i].topic) == 0) j++;
+    eddy_record *recs = malloc((j - i) * sizeof *recs);
+    if (!recs) { rc = eddy_store_seterr(s, EDDY_ENOMEM, "out of memory"); break; }
+    for (size_t k = i; k < j; k++) recs[k - i] = rows[k].rec;
+    rc = fn(ud, rows[i].topic, recs, j - i);
+    free(recs);
+    if (rc == 0) sent = j;
+    i = j;
+  }
+  /* What was published goes, even when a later run failed: the failed
+   * rows stay first in line. */
+  if (sent) {
+    int64_t upto = rows[sent - 1].seq;
+    uv_mutex_lock(write_mu);
+    int wrc = eddy_store_begin(s);
+    if (wrc == 0) wrc = clear_upto(s, upto);
+    if (wrc == 0) wrc = eddy_store_commit(s);
+    else eddy_store_rollback(s);
+    uv_mutex_unlock(write_mu);
+    if (wrc == 0 && relayed) *relayed += (int64_t)sent;
+    if (rc == 0) rc = wrc;
+  }
+  free_rows(rows, n);
+  return rc;
+}
+
+int eddy_outbox_add(eddy_store *s, const char *topic, const eddy_record *r, int64_t now) {
+  sqlite3_stmt *st = eddy_store_stmt(s,
+    "INSERT INTO outbox(topic, id, key, value, headers, created_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  if (!st) return EDDY_ESTORE;
+  sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, r->id, (int)r->id_len, SQLITE_STATIC);
+  if (r->has_key) sqlite3_bind_blob(st, 3, r->key ? r->key : "", (int)r->key_len, SQLITE_STATIC);
+  sqlite3_bind_blob(st, 4, r->value ? r->value : "", (int)r->value_len, SQLITE_STATIC);
+  if (r->headers_raw && r->headers_raw_len)
+    sqlite3_bind_blob(st, 5, r->headers_raw, (int)r->headers_raw_len, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 6, now);
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return eddy_store_sqlerr(s, rc, "writing to the outbox");
+  return 0;
 }

@@ -2,6 +2,7 @@
  * quarantine.c - the dlq table and the dlq topics.
  */
 #include "quarantine.h"
+#include "outbox.h"
 #include "errors.h"
 #include "headers.h"
 #include "log.h"
@@ -93,6 +94,12 @@ int eddy_dlq_add(eddy_store *s, eddy_dlq_entry *e) {
   r.headers_raw = blob;
   r.headers_raw_len = e->headers_len + msize;
   r.partition = -1;
+  if (e->via_outbox) {
+    /* The log is Kafka: the runner relays the dlq message from the outbox. */
+    rc = eddy_outbox_add(s, e->dlq_topic, &r, e->quarantined_at);
+    free(blob);
+    return rc;
+  }
   eddy_topic_info t;
   rc = eddy_topic_get(s, e->dlq_topic, &t);
   if (rc == 0 && e->partition < t.config.partitions) r.partition = e->partition;

@@ -41,6 +41,7 @@ typedef struct eddy_dlq_entry {
   int64_t quarantined_at;
   int64_t replayed_at;      /* 0: never */
   int replays;
+  int via_outbox;           /* add: the dlq message goes to the outbox (Kafka) */
 } eddy_dlq_entry;
 
 /* Quarantines e (seq, quarantined_at and replay fields are set here), in

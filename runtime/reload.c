@@ -343,10 +343,28 @@ static int begin(eddy_reloader *rl, char *err, size_t errlen) {
   if (strcmp(a.data_dir, r->data_dir) != 0)
     eddy_logf("WARN", "reload: 'data' changed to '%s': it applies at the next start",
               a.data_dir);
-  if (eddy_runner_check_topics(r, &a, err, errlen) != 0) { eddy_app_free(&a); return -1; }
+  if (!r->kafka && eddy_runner_check_topics(r, &a, err, errlen) != 0) {
+    eddy_app_free(&a);
+    return -1;
+  }
   eddy_gen *g = next_gen(rl, &a, err, errlen);
   if (!g) { eddy_app_free(&a); return -1; }
   eddy_gen *old = r->gen;
+  if (r->kafka) {
+    /* On Kafka a consumer's group membership is made at start: a reload
+     * may change handlers, not which consumers run or what they read. */
+    for (int i = 0; i < g->nconsumers; i++) {
+      int was = i < old->nconsumers && old->defs[i].active;
+      if (g->defs[i].active != was ||
+          (was && !same_topics(&old->defs[i], &g->defs[i]))) {
+        snprintf(err, errlen, "consumer '%s': adding or removing a consumer, or changing its "
+                 "topics, takes a restart on Kafka", g->defs[i].name);
+        eddy_gen_release(g);
+        eddy_app_free(&a);
+        return -1;
+      }
+    }
+  }
   if (strcmp(rl->source, "file change") == 0 && same_consumers(old, g)) {
     /* A save that changed nothing eddy runs (or a change an earlier
      * reload already took). */
@@ -373,8 +391,8 @@ static int begin(eddy_reloader *rl, char *err, size_t errlen) {
     rc = -1;
   }
   int in_tx = rc == 0;
-  if (rc == 0) rc = eddy_runner_create_topics(r, &a, err, errlen);
-  for (int i = 0; rc == 0 && i < g->nconsumers; i++) {
+  if (rc == 0 && !r->kafka) rc = eddy_runner_create_topics(r, &a, err, errlen);
+  for (int i = 0; !r->kafka && rc == 0 && i < g->nconsumers; i++) {
     eddy_consumer_def *c = &g->defs[i];
     if (!c->active) continue;
     if (!r->slot_seqs[i]) {

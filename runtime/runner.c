@@ -15,6 +15,8 @@
  * at any point neither loses a message nor applies one twice.
  */
 #include "runner.h"
+#include "kafka.h"
+#include "ksource.h"
 #include "app.h"
 #include "control.h"
 #include "reload.h"
@@ -250,13 +252,18 @@ int eddy_runner_register(eddy_runner *r, eddy_consumer_def *c, char *err, size_t
  * offset: the committed one, else the consumer's starting position, and
  * loads the offsets above it a previous run finished. */
 static int cursor_init(eddy_runner *r, eddy_cursor *cu, const eddy_consumer_def *c,
-                       char *err, size_t errlen) {
+                       int64_t fallback, char *err, size_t errlen) {
   eddy_store *s = r->store;
   int64_t committed, start, end;
   if (eddy_group_committed(s, c->name, cu->topic, cu->partition, &committed) != 0 ||
       eddy_log_offsets(s, cu->topic, cu->partition, &start, &end) != 0) {
     snprintf(err, errlen, "%s", eddy_store_errmsg(s));
     return -1;
+  }
+  if (fallback >= 0) {
+    /* Kafka: the log is elsewhere; the caller knows where to start. */
+    start = 0;
+    if (committed < 0) committed = fallback;
   }
   if (committed < 0) committed = c->from_end ? end : start;
   if (committed < start) {
@@ -286,6 +293,43 @@ static eddy_cursor *find_cursor(eddy_runner *r, int i, const char *topic, int p)
     if (cu->consumer == i && cu->partition == p && strcmp(cu->topic, topic) == 0) return cu;
   }
   return NULL;
+}
+
+eddy_cursor *eddy_runner_open_cursor(eddy_runner *r, int i, const eddy_consumer_def *c,
+                                     const char *topic, int p, int64_t fallback, int live,
+                                     char *err, size_t errlen) {
+  eddy_topic_info t;
+  if (eddy_topic_get(r->store, topic, &t) != 0) {
+    snprintf(err, errlen, "%s", eddy_store_errmsg(r->store));
+    return NULL;
+  }
+  eddy_cursor *cu = find_cursor(r, i, topic, p);
+  if (cu && atomic_load(&cu->retired_gen) == 0 && !atomic_load(&cu->revoked))
+    return cu;  /* still read */
+  if (!cu) {
+    if (r->ncursors == r->capcursors) {
+      int cap = r->capcursors ? r->capcursors * 2 : 64;
+      eddy_cursor **n = realloc(r->cursors, (size_t)cap * sizeof *n);
+      if (!n) { snprintf(err, errlen, "out of memory"); return NULL; }
+      r->cursors = n;
+      r->capcursors = cap;
+    }
+    cu = calloc(1, sizeof *cu);
+    char *name = cu ? strdup(topic) : NULL;
+    if (!name) { free(cu); snprintf(err, errlen, "out of memory"); return NULL; }
+    cu->consumer = i;
+    cu->topic = name;
+    cu->topic_id = t.id;
+    cu->partition = p;
+    r->cursors[r->ncursors++] = cu;
+  }
+  /* New, or back after a reload or a revocation: its messages were
+   * dropped unhandled, so it starts again from the stored offset. */
+  if (cursor_init(r, cu, c, fallback, err, errlen) != 0) return NULL;
+  atomic_store(&cu->retired_gen, 0);
+  atomic_store(&cu->revoked, 0);
+  cu->live = live;
+  return cu;
 }
 
 int eddy_runner_open_cursors(eddy_runner *r, int i, const eddy_consumer_def *c, int live,
@@ -318,7 +362,7 @@ int eddy_runner_open_cursors(eddy_runner *r, int i, const eddy_consumer_def *c, 
       }
       /* New, or back after a reload retired it: its messages were
        * dropped unhandled, so it starts again from the stored offset. */
-      if (cursor_init(r, cu, c, err, errlen) != 0) return -1;
+      if (cursor_init(r, cu, c, -1, err, errlen) != 0) return -1;
       atomic_store(&cu->retired_gen, 0);
       cu->live = live;
     }
@@ -387,6 +431,16 @@ static int on_message(void *ud, const eddy_message *m) {
 
 static void schedule_again(eddy_runner *r);
 
+/* A message from Kafka for cursor c (ksource.c). */
+static int kafka_message(void *ud, eddy_cursor *c, const eddy_message *m) {
+  struct route *rt = ud;
+  if (m->offset < c->next_read) return 0;   /* read before: a fetch repeated */
+  rt->c = c;
+  int rc = on_message(rt, m);
+  if (rc == 0) c->next_read = m->offset + 1;
+  return rc;
+}
+
 /* Reads what is new in every partition, up to the queue limit, and hands
  * it to the workers. */
 static void pump(eddy_runner *r) {
@@ -395,6 +449,17 @@ static void pump(eddy_runner *r) {
   eddy_job *head[64] = { 0 }, *tail[64] = { 0 };
   int count[64] = { 0 };
   int more = 0;
+  if (r->ksource) {
+    int room = MAX_QUEUED_PER_WORKER * nw - atomic_load(&r->queued);
+    int max = room < 4 * CHUNK ? room : 4 * CHUNK;
+    struct route rt = { r, NULL, head, tail, count, -1, 0, 0 };
+    int got = max > 0 ? eddy_ksource_read(r->ksource, max, kafka_message, &rt) : 0;
+    if (rt.oom) eddy_runner_fatal(r, "out of memory reading messages");
+    for (int w = 0; w < nw; w++)
+      eddy_worker_push(r->workers[w], head[w], tail[w], count[w]);
+    if (max > 0 && got == max) schedule_again(r);
+    return;
+  }
   for (int i = 0; i < r->ncursors; i++) {
     /* Full: the workers' next commit (the progress async) pumps again. */
     if (atomic_load(&r->queued) >= MAX_QUEUED_PER_WORKER * nw) break;
@@ -432,8 +497,60 @@ static void schedule_again(eddy_runner *r) {
 
 /* ---- relay, watermarks, drain ---------------------------------------------------- */
 
+/* The outbox relay's publisher on Kafka: waits for the acknowledgements. */
+static int kafka_publish(void *ud, const char *topic, const eddy_record *recs, size_t n) {
+  eddy_runner *r = ud;
+  /* A topic emitted to for the first time is made with one partition, as
+   * on the embedded log (topics the app declares exist already). */
+  int known = 0;
+  for (int i = 0; i < r->nknown && !known; i++) known = strcmp(r->known[i], topic) == 0;
+  if (!known) {
+    int np, created = 0;
+    eddy_topic_config c;
+    eddy_topic_config_init(&c);
+    int rc = eddy_kafka_topic_partitions(r->kafka, topic, &np);
+    if (rc == EDDY_ENOENT) rc = eddy_kafka_topic_create(r->kafka, topic, &c, 1, &created);
+    if (rc) return rc;
+    if (created) eddy_logf("INFO", "created topic '%s' with 1 partition on Kafka", topic);
+    char **k = realloc(r->known, (size_t)(r->nknown + 1) * sizeof *k);
+    if (k && (k[r->nknown] = strdup(topic))) { r->known = k; r->nknown++; }
+    else if (k) r->known = k;
+  }
+  eddy_produced *out = malloc((n + 1) * sizeof *out);
+  if (!out) return EDDY_ENOMEM;
+  int rc = eddy_kafka_produce(r->kafka, topic, recs, n, out);
+  free(out);
+  return rc;
+}
+
 static int relay(eddy_runner *r) {
   int64_t total = 0;
+  if (r->kafka) {
+    /* A broker that is down is waited out: the rows stay, and the next
+     * tick tries again. */
+    for (;;) {
+      int64_t n = 0;
+      int rc = eddy_outbox_relay_to(r->store, RELAY_BATCH, kafka_publish, r, &r->write_mu, &n);
+      total += n;
+      if (rc) {
+        int64_t now = eddy_now_ms();
+        if (now - r->relay_warned > 10000) {
+          r->relay_warned = now;
+          eddy_logf("WARN", "outbox relay: %s (will retry)",
+                    rc == EDDY_ESTORE || rc == EDDY_ENOMEM ? eddy_store_errmsg(r->store)
+                                                           : eddy_kafka_errmsg(r->kafka));
+        }
+        break;
+      }
+      if (n < RELAY_BATCH) break;
+    }
+    if (total) {
+      atomic_fetch_add(&r->n.relayed, total);
+      int64_t p = atomic_fetch_sub(&r->outbox_pending, total) - total;
+      if (p < 0) atomic_store(&r->outbox_pending, 0);
+    }
+    return 0;
+  }
   for (;;) {
     int64_t n = 0;
     uv_mutex_lock(&r->write_mu);
@@ -490,6 +607,7 @@ static int drained(eddy_runner *r) {
   if (atomic_load(&r->queued) || atomic_load(&r->parked)) return 0;
   int64_t pending = 0;
   if (eddy_outbox_count(r->store, &pending) != 0 || pending) return 0;
+  if (r->ksource) return eddy_ksource_caught_up(r->ksource);
   for (int i = 0; i < r->ncursors; i++) {
     eddy_cursor *c = r->cursors[i];
     if (!c->live || atomic_load(&c->retired_gen)) continue;
@@ -508,6 +626,7 @@ static int drained(eddy_runner *r) {
 static void tick(eddy_runner *r) {
   if (r->failed || r->stopping) { uv_stop(r->loop); return; }
   if (r->reloader) eddy_reloader_tick(r->reloader);
+  if (r->ksource) eddy_ksource_commit(r->ksource);
   if (atomic_load(&r->outbox_pending) > 0 && relay(r) != 0) { uv_stop(r->loop); return; }
   pump(r);
   if (r->drain && !r->again_on && drained(r)) {
@@ -588,9 +707,60 @@ static void free_runner(eddy_runner *r) {
   free(r->app_dir);
   free(r->app_file);
   eddy_store_close(r->store);
+  eddy_kafka_close(r->kafka);
+  for (int i = 0; i < r->nknown; i++) free(r->known[i]);
+  free(r->known);
 }
 
 static void close_cb(uv_handle_t *h) { (void)h; }
+
+/* On Kafka: checks that every topic the consumers read is declared or
+ * exists, creates the declared ones and the dead-letter topics that are
+ * missing, and registers the consumers in the store (their state and
+ * offsets live there).  No lock files: Kafka's group gives each partition
+ * to one member, and instances that share a data directory share its
+ * dedupe records. */
+static int kafka_topics(eddy_runner *r, eddy_app *a, char *err, size_t errlen) {
+  eddy_kafka *k = r->kafka;
+  for (int i = 0; i < a->nconsumers; i++) {
+    const eddy_consumer_def *c = &a->consumers[i];
+    for (int t = 0; t < c->ntopics; t++) {
+      int np, declared = 0;
+      for (int d = 0; d < a->ntopics; d++) declared |= strcmp(a->topic_names[d], c->topics[t]) == 0;
+      if (!declared && eddy_kafka_topic_partitions(k, c->topics[t], &np) != 0) {
+        snprintf(err, errlen, "%s: consumer '%s' reads topic '%s', which the app does not "
+                 "declare and Kafka does not have (%s)", c->file, c->name, c->topics[t],
+                 eddy_kafka_errmsg(k));
+        return -1;
+      }
+    }
+  }
+  for (int d = 0; d < a->ntopics; d++) {
+    int created = 0;
+    if (eddy_kafka_topic_create(k, a->topic_names[d], &a->topics[d], 1, &created) != 0) {
+      snprintf(err, errlen, "%s: %s", r->app_file, eddy_kafka_errmsg(k));
+      return -1;
+    }
+    if (created)
+      eddy_logf("INFO", "created topic '%s' with %d partition%s on Kafka", a->topic_names[d],
+                a->topics[d].partitions, a->topics[d].partitions == 1 ? "" : "s");
+  }
+  for (int i = 0; i < a->nconsumers; i++) {
+    const eddy_consumer_def *c = &a->consumers[i];
+    for (int t = 0; t < c->ntopics; t++) {
+      eddy_topic_config dc;
+      eddy_topic_config_init(&dc);
+      int created = 0;
+      if (eddy_kafka_topic_partitions(k, c->topics[t], &dc.partitions) != 0 ||
+          eddy_kafka_topic_create(k, c->dlq_topics[t], &dc, 1, &created) != 0) {
+        snprintf(err, errlen, "%s: consumer '%s': dead-letter topic: %s", c->file, c->name,
+                 eddy_kafka_errmsg(k));
+        return -1;
+      }
+    }
+  }
+  return 0;
+}
 
 /* Generation 1: the app's consumers, numbered in load order.  Returns 0,
  * or -1 after printing why. */
@@ -601,10 +771,14 @@ static int first_gen(eddy_runner *r, eddy_app *a) {
             r->app_file, a->nconsumers, EDDY_MAX_CONSUMERS);
     return -1;
   }
-  for (int i = 0; i < a->nconsumers; i++)
-    if (eddy_runner_lock(r, i, a->consumers[i].name, err, sizeof err) != 0) goto fail;
-  if (eddy_runner_check_topics(r, a, err, sizeof err) != 0) goto fail;
-  if (eddy_runner_create_topics(r, a, err, sizeof err) != 0) goto fail;
+  if (r->kafka) {
+    if (kafka_topics(r, a, err, sizeof err) != 0) goto fail;
+  } else {
+    for (int i = 0; i < a->nconsumers; i++)
+      if (eddy_runner_lock(r, i, a->consumers[i].name, err, sizeof err) != 0) goto fail;
+    if (eddy_runner_check_topics(r, a, err, sizeof err) != 0) goto fail;
+    if (eddy_runner_create_topics(r, a, err, sizeof err) != 0) goto fail;
+  }
   eddy_gen *g = calloc(1, sizeof *g);
   if (!g) { snprintf(err, sizeof err, "out of memory"); goto fail; }
   g->no = 1;
@@ -624,9 +798,17 @@ static int first_gen(eddy_runner *r, eddy_app *a) {
     r->slot_seqs[i] = calloc(EDDY_EPOCH_SLOTS, sizeof *r->slot_seqs[i]);
     if (!r->slot_seqs[i]) { snprintf(err, sizeof err, "out of memory"); goto fail; }
     c->slot_seq = r->slot_seqs[i];
-    if (eddy_runner_register(r, c, err, sizeof err) != 0) goto fail;
+    if (r->kafka) {
+      if (eddy_consumer_register(r->store, c->name, &c->store_id) != 0) {
+        snprintf(err, sizeof err, "%s", eddy_store_errmsg(r->store));
+        goto fail;
+      }
+    } else if (eddy_runner_register(r, c, err, sizeof err) != 0) {
+      goto fail;
+    }
   }
-  for (int i = 0; i < g->nconsumers; i++)
+  /* On Kafka, cursors come with the group's assignments (ksource.c). */
+  for (int i = 0; !r->kafka && i < g->nconsumers; i++)
     if (eddy_runner_open_cursors(r, i, &g->defs[i], 1, err, sizeof err) != 0) goto fail;
   return 0;
 fail:
@@ -660,6 +842,13 @@ int eddy_run(const eddy_run_options *o) {
   if (r->nworkers > 64) r->nworkers = 64;
   r->dedupe_window_ms = a.dedupe_window_ms;
 
+  const char *broker = o->broker ? o->broker : a.broker;
+  if (broker &&
+      eddy_kafka_open(broker, (const char *const *)a.kafka, &r->kafka, err, sizeof err) != 0) {
+    fprintf(stderr, "eddy run: %s\n", err);
+    eddy_app_free(&a);
+    goto out;
+  }
   eddy_store_options so = { 1, 0 };
   if (eddy_store_open(r->data_dir, &so, &r->store, err, sizeof err) != 0) {
     fprintf(stderr, "eddy run: %s\n", err);
@@ -709,6 +898,12 @@ int eddy_run(const eddy_run_options *o) {
   uv_timer_start(&r->poll, on_poll, POLL_MS, POLL_MS);
   uv_timer_start(&r->housekeeping, on_housekeeping, 1000, HOUSEKEEPING_MS);
   if (eddy_reloader_start(r->reloader) != 0) r->stopping = 1;
+  if (r->kafka && !r->stopping && eddy_ksource_start(r, &r->ksource, err, sizeof err) != 0) {
+    eddy_logf("ERROR", "eddy run: %s", err);
+    r->stopping = 1;
+    r->failed = 1;
+    snprintf(r->fatal, sizeof r->fatal, "%.500s", err);
+  }
 
   /* Outbox rows left by an earlier run go first. */
   atomic_store(&r->outbox_pending, 1);
@@ -717,10 +912,12 @@ int eddy_run(const eddy_run_options *o) {
 
   eddy_reloader_stop(r->reloader);
   for (int i = 0; i < r->nworkers; i++) eddy_worker_stop(r->workers[i]);
+  r->workers_gone = 1;
   if (!r->failed) {
     flush_watermarks(r);
     relay(r);
   }
+  eddy_ksource_stop(r->ksource);
   uv_close((uv_handle_t *)&r->poll, close_cb);
   uv_close((uv_handle_t *)&r->housekeeping, close_cb);
   uv_close((uv_handle_t *)&r->again, close_cb);
@@ -731,6 +928,8 @@ int eddy_run(const eddy_run_options *o) {
   uv_loop_close(r->loop);
   eddy_reloader_free(r->reloader);
   r->reloader = NULL;
+  eddy_ksource_free(r->ksource);
+  r->ksource = NULL;
 
   double secs = (double)(eddy_now_ms() - r->started_ms) / 1000.0;
   eddy_logf(r->failed ? "ERROR" : "INFO",

@@ -10,6 +10,7 @@ typedef struct eddy_run_options {
   const char *data;   /* overrides the app's data directory, or NULL */
   int drain;          /* exit 0 once everything is consumed */
   int workers;        /* overrides the app's worker count when > 0 */
+  const char *broker; /* overrides the app's broker (kafka://...), or NULL */
 } eddy_run_options;
 
 /* Runs the app until SIGINT/SIGTERM (or, with drain, until every

@@ -165,6 +165,7 @@ struct eddy_worker {
   eddy_sandbox *next_sb;
   lctx_consumer *next_lc;
   int switch_now;               /* under mu: switch before the next batch */
+  int drop_now;                 /* under mu: drop the jobs of revoked cursors */
   park *parks[PARK_BUCKETS];
   int nparked;
   /* The batch being handled. */
@@ -298,11 +299,13 @@ eddy_job *eddy_job_new(eddy_cursor *c, int64_t offset, int64_t timestamp,
   j->value_len = value_len;
   j->headers = at; if (headers_len) memcpy(at, headers, headers_len);
   j->headers_len = headers_len;
+  atomic_fetch_add(&c->inflight, 1);
   return j;
 }
 
 void eddy_job_free(eddy_job *j) {
   if (!j) return;
+  atomic_fetch_sub(&j->cursor->inflight, 1);
   free(j->error);
   free(j->traceback);
   free(j->reason);
@@ -849,8 +852,10 @@ static int by_topic(const void *a, const void *b) {
  * work is done here: the events join their topics in the commit that
  * emitted them, exactly once, with the ids they got at emit.  Topics
  * missing are created with one partition. */
-static int publish(eddy_store *s, emit_rec **e, int n) {
-  qsort(e, (size_t)n, sizeof *e, by_topic);
+/* Emits go in the commit: onto their topics on the embedded log; into the
+ * outbox when the log is Kafka (the runner relays them). */
+static int publish(eddy_store *s, emit_rec **e, int n, int to_outbox, int64_t now) {
+  if (!to_outbox) qsort(e, (size_t)n, sizeof *e, by_topic);
   eddy_record *recs = calloc((size_t)n, sizeof *recs);
   eddy_produced *out = malloc((size_t)n * sizeof *out);
   int rc = 0;
@@ -868,7 +873,9 @@ static int publish(eddy_store *s, emit_rec **e, int n) {
     r->headers_raw_len = e[i]->headers_len;
     r->partition = -1;
   }
-  for (int i = 0; rc == 0 && i < n;) {
+  for (int i = 0; to_outbox && rc == 0 && i < n; i++)
+    rc = eddy_outbox_add(s, e[i]->topic, &recs[i], now);
+  for (int i = 0; !to_outbox && rc == 0 && i < n;) {
     int j = i + 1;
     while (j < n && strcmp(e[j]->topic, e[i]->topic) == 0) j++;
     eddy_topic_config c;
@@ -1072,6 +1079,7 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
       e.last_failure = j->last_failure;
       e.version = c->version;
       e.dlq_topic = dlq_topic(c, j->cursor);
+      e.via_outbox = r->kafka != NULL;
       rc = eddy_dlq_add(s, &e);
       quarantined++;
     }
@@ -1093,7 +1101,7 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
                           wr->key_len, wr->value, wr->value_len, now);
     }
   }
-  if (rc == 0 && npub) rc = publish(s, pub, npub);
+  if (rc == 0 && npub) rc = publish(s, pub, npub, r->kafka != NULL, now);
   free(pub);
   eddy_recent *fresh = NULL;
   if (rc == 0) rc = record_dedupe(w, s, limit, now, &fresh);
@@ -1139,6 +1147,8 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
     for (int k = 0; k < nt; k++)
       if (t[k].watermark > t[k].c->committed) t[k].c->committed = t[k].watermark;
     uint64_t seq = atomic_fetch_add(&r->commit_seq, 1) + 1;
+    if (r->kafka && (emitted || quarantined))
+      atomic_fetch_add(&r->outbox_pending, emitted + quarantined);
     if (fresh) {
       fresh->seq = seq;
       fresh->next = r->recent;
@@ -1173,7 +1183,7 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
   for (int i = 0; i < limit; i++) dups += w->out[i].kind == O_DUP;
   atomic_fetch_add(&r->n.deduplicated, dups);
   atomic_fetch_add(&r->n.emitted, emitted);
-  atomic_fetch_add(&r->n.relayed, emitted);
+  if (!r->kafka) atomic_fetch_add(&r->n.relayed, emitted);  /* Kafka: the relay counts */
   for (int i = 0; i < limit; i++) {
     outcome *o = &w->out[i];
     if (o->kind == O_QUARANTINE) {
@@ -1274,7 +1284,7 @@ static int retired(eddy_worker *w, const eddy_job *j) {
   int ci = j->cursor->consumer;
   uint64_t rg = atomic_load(&j->cursor->retired_gen);
   return ci >= w->appgen->nconsumers || !w->defs[ci].active ||
-         (rg != 0 && rg <= w->appgen->no);
+         (rg != 0 && rg <= w->appgen->no) || atomic_load(&j->cursor->revoked);
 }
 
 static void drop_job(eddy_worker *w, eddy_job *j) {
@@ -1366,6 +1376,13 @@ static void reschedule_parks(eddy_worker *w, const eddy_gen *old) {
  * to. */
 static void maybe_switch(eddy_worker *w) {
   uv_mutex_lock(&w->mu);
+  if (w->drop_now) {
+    w->drop_now = 0;
+    uv_mutex_unlock(&w->mu);
+    drop_retired(w);
+    uv_async_send(&w->r->progress);
+    uv_mutex_lock(&w->mu);
+  }
   if (!w->switch_now) { uv_mutex_unlock(&w->mu); return; }
   eddy_gen *g = w->next_gen;
   eddy_sandbox *sb = w->next_sb;
@@ -1435,6 +1452,13 @@ void eddy_worker_switch(eddy_worker *w) {
 }
 
 uint64_t eddy_worker_gen(eddy_worker *w) { return atomic_load(&w->gen_no); }
+
+void eddy_worker_drop_revoked(eddy_worker *w) {
+  uv_mutex_lock(&w->mu);
+  w->drop_now = 1;
+  uv_mutex_unlock(&w->mu);
+  uv_async_send(&w->wake);
+}
 
 static void process(uv_idle_t *h) {
   eddy_worker *w = h->data;

@@ -500,14 +500,29 @@ describe("eddy.app", function()
         assert.same({ "a", "b" }, names(a.consumers))
       end)
 
-      it("passes admin, broker and kafka on untouched", function()
+      it("passes admin on untouched, and broker and kafka properties as strings", function()
         local a, err = load_tree(
-          'return { handlers = "c.lua", admin = 1, broker = "x", kafka = { a = 1 } }',
+          'return { handlers = "c.lua", admin = 1, broker = "kafka://h:9092",' ..
+          ' kafka = { ["socket.timeout.ms"] = 5000, ["enable.ssl.certificate.verification"] = false,' ..
+          ' ["security.protocol"] = "SSL" } }',
           { ["c.lua"] = COUNT })
         assert.is_nil(err)
         assert.equal(1, a.admin)
-        assert.equal("x", a.broker)
-        assert.same({ a = 1 }, a.kafka)
+        assert.equal("kafka://h:9092", a.broker)
+        assert.same({ "enable.ssl.certificate.verification", "false", "security.protocol", "SSL",
+                      "socket.timeout.ms", "5000" }, a.kafka)
+      end)
+
+      it("refuses a broker that is not a kafka:// URL and kafka properties that are not values",
+         function()
+        local _, err = load_tree('return { handlers = "c.lua", broker = "h:9092" }',
+                                 { ["c.lua"] = COUNT })
+        assert.equal(": 'broker' must be a kafka:// URL (kafka://HOST:PORT[,HOST:PORT...]), " ..
+                     "got 'h:9092'", err:sub((err:find(": 'broker'", 1, true))), err)
+        _, err = load_tree('return { handlers = "c.lua", kafka = { ["a.b"] = {} } }',
+                           { ["c.lua"] = COUNT })
+        assert.equal(": kafka property 'a.b' must be a string, number or boolean, got table",
+                     err:sub((err:find(": kafka property", 1, true))), err)
       end)
 
       it("normalizes topic settings", function()

@@ -479,7 +479,39 @@ local function check_app(path, t, opts)
   end
   check_keys(p, "option", t, APP_OPTIONS)
   local dir = dirname(path)
-  local app = { file = path, dir = dir, admin = t.admin, broker = t.broker, kafka = t.kafka }
+  local app = { file = path, dir = dir, admin = t.admin }
+  if t.broker ~= nil then
+    if type(t.broker) ~= "string" or not t.broker:match("^kafka://.") then
+      fail(p .. "'broker' must be a kafka:// URL (kafka://HOST:PORT[,HOST:PORT...]), got " ..
+           got(t.broker))
+    end
+    app.broker = t.broker
+  end
+  if t.kafka ~= nil then
+    if type(t.kafka) ~= "table" then
+      fail(p .. "'kafka' must be a table of librdkafka properties, got " .. type(t.kafka))
+    end
+    -- As a list of name, value strings, in name order.
+    local names = {}
+    for k, v in pairs(t.kafka) do
+      if type(k) ~= "string" then
+        fail(p .. "'kafka' property names must be strings, got " .. got(k))
+      end
+      local tv = type(v)
+      if tv ~= "string" and tv ~= "number" and tv ~= "boolean" then
+        fail(p .. "kafka property '" .. k .. "' must be a string, number or boolean, got " .. tv)
+      end
+      names[#names + 1] = k
+    end
+    table.sort(names)
+    app.kafka = {}
+    for _, k in ipairs(names) do
+      app.kafka[#app.kafka + 1] = k
+      local v = t.kafka[k]
+      app.kafka[#app.kafka + 1] = math.type(v) == "float" and string.format("%.17g", v)
+                                  or tostring(v)
+    end
+  end
 
   if opts.data ~= nil then
     app.data = opts.data

@@ -1,0 +1,258 @@
+--- `eddy run` on Apache Kafka: the same handlers, consuming from a real
+-- broker (the one test/run.sh starts, $EDDY_TEST_BROKER) in consumer groups,
+-- with offsets kept in the local store with the effects, events relayed
+-- from the outbox through the idempotent producer, and quarantine on the
+-- dlq topic on Kafka.  Every test uses topics and consumer names (groups)
+-- of its own, so the broker's earlier state does not matter.
+local cjson = require "cjson"
+local H = require "helpers"
+
+local BROKER = os.getenv("EDDY_TEST_BROKER") or "kafka://127.0.0.1:9092"
+local SEED = tonumber(os.getenv("EDDY_CRASH_SEED")) or os.time()
+
+local function defer(fn) H.defer(finally, fn) end
+
+local function now_ms()
+  local p = io.popen("date +%s%3N")
+  local t = tonumber(p:read("l"))
+  p:close()
+  return t
+end
+
+math.randomseed(SEED ~ tonumber(tostring({}):match("0x(%x+)"), 16))
+
+--- A name no other test uses.
+local function fresh(prefix)
+  return string.format("%s-%08x", prefix, math.random(0, 0x7fffffff))
+end
+
+local function json_lines(s)
+  local t = {}
+  for i, line in ipairs(H.lines(s)) do t[i] = cjson.decode(line) end
+  return t
+end
+
+--- An app in a fresh directory: eddy.lua on the test broker and the
+-- handler files (name -> text, with $IN, $OUT and $NAME replaced).
+local function make_app(names, handlers, workers)
+  local dir = H.tmpdir()
+  defer(function() H.rmdir(dir) end)
+  assert(os.execute("mkdir " .. H.quote(dir .. "/handlers")))
+  H.write(dir .. "/eddy.lua", string.format(
+    "return { data = 'data', workers = %d, broker = %q, handlers = { 'handlers/' },\n" ..
+    "  topics = { [%q] = { partitions = 4 } },\n" ..
+    -- A member killed with SIGKILL keeps its partitions until its session
+    -- times out: the broker's shortest allowed timeout keeps restarts quick.
+    "  kafka = { ['session.timeout.ms'] = 6000, ['heartbeat.interval.ms'] = 1000 } }\n",
+    workers or 2, BROKER, names.IN))
+  for file, text in pairs(handlers) do
+    H.write(dir .. "/handlers/" .. file .. ".lua",
+            (text:gsub("%$(%u+)", function(k) return names[k] end)))
+  end
+  return { dir = dir, file = dir .. "/eddy.lua", data = dir .. "/data" }
+end
+
+--- eddy with --broker; fails unless it exits 0 quietly.  Returns stdout.
+local function kafka(args, opts)
+  local argv = {}
+  for i, a in ipairs(args) do argv[i] = a end
+  argv[#argv + 1] = "--broker"
+  argv[#argv + 1] = BROKER
+  local r = H.run(argv, opts)
+  assert(r.code == 0 and r.err == "", table.concat(args, " ") .. ": exit " .. r.code .. ": " .. r.err)
+  return r.out
+end
+
+--- The summary numbers of `eddy run`'s last log line.
+local function summary(err)
+  local line = err:match("eddy run: stopped after [^\n]*")
+  assert(line, "no summary line in the log:\n" .. err)
+  local s = {}
+  for k, v in line:gmatch("(%a+)=(%d+)") do s[k] = tonumber(v) end
+  return s
+end
+
+--- eddy run --drain on the app; asserts exit 0.  Returns the summary.
+local function drain(app)
+  local h = H.spawn({ "run", app.file, "--drain" })
+  defer(function() H.cleanup(h) end)
+  local ok, code = pcall(H.wait_exit, h, 60, "eddy run --drain to exit")
+  local err = H.read(h.err) or ""
+  assert(ok and code == 0, "eddy run --drain: " .. tostring(code) .. "; its log:\n" .. err)
+  return summary(err), err
+end
+
+local function state(app, consumer)
+  local t = {}
+  local r = H.run({ "--data", app.data, "state", "list", consumer, "--json" })
+  assert(r.code == 0, r.err)
+  for _, o in ipairs(json_lines(r.out)) do t[o.key] = o.value end
+  return t
+end
+
+local COUNTER = [[
+local eddy = require "eddy"
+return eddy.consumer {
+  name = "$NAME",
+  topics = { "$IN" },
+  retry = { attempts = 2, backoff = "10ms", max_backoff = "10ms" },
+  handle = function(msg, ctx)
+    local order = msg:json()
+    local n = (ctx.state:get(order.customer) or 0) + 1
+    ctx.state:set(order.customer, n)
+    ctx:emit("$OUT", { key = msg.key, value = { id = order.id, n = n } })
+  end,
+}
+]]
+
+describe("eddy run on Kafka", function()
+  it("counts per key, emits one event per message to Kafka, quarantines to the dlq topic on Kafka",
+     function()
+    local names = { IN = fresh("orders"), OUT = fresh("counted"), NAME = fresh("counter") }
+    local app = make_app(names, { count = COUNTER })
+    kafka({ "topic", "create", names.IN, "--partitions", "4" })
+    local lines = {}
+    local customers = { "ada", "grace", "ada", "linus", "ada", "grace" }
+    for i, c in ipairs(customers) do
+      lines[i] = c .. "\t" .. cjson.encode({ id = i, customer = c })
+    end
+    lines[#lines + 1] = "ada\tnot json"
+    local produced = json_lines(kafka({ "produce", names.IN, "-K", "\t", "--json" },
+                                      { stdin = table.concat(lines, "\n") .. "\n" }))
+    -- The same message (same id) produced again is handled once.
+    kafka({ "produce", names.IN, "--key", "ada", "--id", produced[1].id,
+            cjson.encode({ id = 1, customer = "ada" }) })
+    local s = drain(app)
+    assert.same({ received = 8, handled = 6, deduplicated = 1, quarantined = 1, relayed = 7 },
+                { received = s.received, handled = s.handled, deduplicated = s.deduplicated,
+                  quarantined = s.quarantined, relayed = s.relayed })
+    assert.same({ ada = 3, grace = 2, linus = 1 }, state(app, names.NAME))
+
+    local events = json_lines(kafka({ "tail", names.OUT, "--from-beginning", "--json" }))
+    assert.equal(6, #events)
+    local by_cause = {}
+    for _, e in ipairs(events) do by_cause[e.headers["eddy-causation-id"]] = e end
+    for i = 1, 6 do
+      local e = by_cause[produced[i].id]
+      assert.truthy(e, "no event for message " .. i)
+      assert.equal(customers[i], e.key)
+      assert.equal(i, cjson.decode(e.value).id)
+    end
+    local dlq = json_lines(kafka({ "tail", names.IN .. ".dlq", "--from-beginning", "--json" }))
+    assert.equal(1, #dlq)
+    assert.same({ id = produced[7].id, value = "not json", key = "ada",
+                  consumer = names.NAME },
+                { id = dlq[1].id, value = dlq[1].value, key = dlq[1].key,
+                  consumer = dlq[1].headers["eddy-consumer"] })
+  end)
+
+  it("resumes from the offsets in its store, and commits them to Kafka for other tools",
+     function()
+    local names = { IN = fresh("orders"), OUT = fresh("counted"), NAME = fresh("counter") }
+    local app = make_app(names, { count = COUNTER })
+    kafka({ "topic", "create", names.IN, "--partitions", "4" })
+    local function produce(from, to)
+      local lines = {}
+      for i = from, to do
+        lines[#lines + 1] = "k" .. i % 5 .. "\t" .. cjson.encode({ id = i, customer = "c" .. i % 3 })
+      end
+      kafka({ "produce", names.IN, "-K", "\t" }, { stdin = table.concat(lines, "\n") .. "\n" })
+    end
+    produce(1, 30)
+    assert.equal(30, drain(app).handled)
+    produce(31, 50)
+    assert.equal(20, drain(app).handled)
+    assert.same({ c0 = 16, c1 = 17, c2 = 17 }, state(app, names.NAME))
+    -- Kafka has the group's offsets: a run on an empty data directory (no
+    -- offsets of its own) starts from them, so it reads nothing.
+    local elsewhere = H.tmpdir()
+    defer(function() H.rmdir(elsewhere) end)
+    local r = H.run({ "run", app.file, "--drain", "--data", elsewhere .. "/data" })
+    assert.equal(0, r.code, r.err)
+    assert.same({ received = 0, handled = 0 },
+                { received = summary(r.err).received, handled = summary(r.err).handled })
+  end)
+
+  it("applies every message's effect once over five SIGKILLs and restarts", function()
+    local names = { IN = fresh("orders"), OUT = fresh("counted"), NAME = fresh("counter") }
+    local app = make_app(names, { count = [[
+local eddy = require "eddy"
+return eddy.consumer {
+  name = "$NAME",
+  topics = { "$IN" },
+  handle = function(msg, ctx)
+    -- Some work per message, so a run is still busy when it is killed.
+    local x = 0
+    for i = 1, 20000 do x = x + i % 7 end
+    local v = msg:json()
+    v.work = x
+    local last = ctx.state:get("last:" .. v.k) or 0
+    if last ~= v.seq - 1 then ctx.state:set("violation:" .. v.k .. ":" .. v.seq, last) end
+    ctx.state:set("last:" .. v.k, v.seq)
+    ctx.state:set("n:" .. v.k, (ctx.state:get("n:" .. v.k) or 0) + 1)
+    ctx:emit("$OUT", { key = v.k, value = msg.id })
+  end,
+}
+]] })
+    kafka({ "topic", "create", names.IN, "--partitions", "4" })
+    local KEYS, PER_KEY, ROUNDS = 40, 250, 5
+    -- Each round produces its share, so each kill lands mid-stream.
+    local function produce_round(round)
+      local lines = {}
+      local per = PER_KEY // ROUNDS
+      for seq = (round - 1) * per + 1, round * per do
+        for k = 1, KEYS do
+          lines[#lines + 1] = "k" .. k .. "\t" .. cjson.encode({ k = "k" .. k, seq = seq })
+        end
+      end
+      kafka({ "produce", names.IN, "-K", "\t" }, { stdin = table.concat(lines, "\n") .. "\n" })
+    end
+    local total = KEYS * PER_KEY
+    -- Five runs killed when they have handled some, then one to the end.
+    for round = 1, ROUNDS do
+      produce_round(round)
+      local h = H.spawn({ "run", app.file })
+      defer(function() H.cleanup(h) end)
+      H.wait_until(function()
+        local log = H.read(h.err) or ""
+        return log:find("assigned", 1, true) ~= nil
+      end, 45, "eddy run to get its partitions")
+      -- Let it handle for a moment drawn at random, then kill it.
+      local handled = function()
+        local n = 0
+        for key, v in pairs(state(app, names.NAME)) do
+          if key:match("^n:") then n = n + v end
+        end
+        return n
+      end
+      local delay = math.random(5, 120)
+      local deadline = now_ms() + delay
+      H.poll(function() return now_ms() >= deadline end, 5, 0.001)
+      assert.is_true(H.kill(h.pid, "KILL"))
+      H.wait_exit(h, 10)
+      H.cleanup(h)
+      print(string.format("# kafka crash round %d: killed %d ms after its assignment, at %d "
+                          .. "of %d (seed %d)", round, delay, handled(), total, SEED))
+    end
+    drain(app)
+    local st = state(app, names.NAME)
+    local violations, counts = {}, {}
+    for key, v in pairs(st) do
+      if key:match("^violation:") then violations[key] = v end
+      local k = key:match("^n:(.*)$")
+      if k then counts[k] = v end
+    end
+    assert.same({}, violations)
+    local want = {}
+    for k = 1, KEYS do want["k" .. k] = PER_KEY end
+    assert.same(want, counts)
+    -- Every event is on Kafka; a relay cut by a kill may send one twice,
+    -- with the same id (consumers' dedupe drops the copy).
+    local seen, distinct = {}, 0
+    for _, e in ipairs(json_lines(kafka({ "tail", names.OUT, "--from-beginning", "--json" }))) do
+      if not seen[e.id] then seen[e.id] = e.value; distinct = distinct + 1 end
+      assert.equal(seen[e.id], e.value)
+    end
+    assert.equal(total, distinct)
+  end)
+end)
