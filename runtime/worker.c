@@ -1408,12 +1408,9 @@ static void maybe_switch(eddy_worker *w) {
   uv_async_send(&w->r->progress);
 }
 
-int eddy_worker_prepare(eddy_worker *w, eddy_gen *g, char *err, size_t errlen) {
-  eddy_sandbox *sb = eddy_sandbox_new(err, errlen);
-  if (!sb) return -1;
-  lctx_consumer *lc = lctx_load(w, sb, g, w->r->app_dir, err, errlen);
-  if (!lc) { eddy_sandbox_free(sb); return -1; }
-  atomic_fetch_add(&g->refs, 1);
+/* Puts g, sb and lc aside as w's next generation (all NULL: nothing),
+ * freeing what was there. */
+static void set_next(eddy_worker *w, eddy_gen *g, eddy_sandbox *sb, lctx_consumer *lc) {
   uv_mutex_lock(&w->mu);
   eddy_gen *old_g = w->next_gen;
   eddy_sandbox *old_sb = w->next_sb;
@@ -1426,23 +1423,19 @@ int eddy_worker_prepare(eddy_worker *w, eddy_gen *g, char *err, size_t errlen) {
   lctx_free(old_lc);
   eddy_sandbox_free(old_sb);
   eddy_gen_release(old_g);
+}
+
+int eddy_worker_prepare(eddy_worker *w, eddy_gen *g, char *err, size_t errlen) {
+  eddy_sandbox *sb = eddy_sandbox_new(err, errlen);
+  if (!sb) return -1;
+  lctx_consumer *lc = lctx_load(w, sb, g, w->r->app_dir, err, errlen);
+  if (!lc) { eddy_sandbox_free(sb); return -1; }
+  atomic_fetch_add(&g->refs, 1);
+  set_next(w, g, sb, lc);
   return 0;
 }
 
-void eddy_worker_unprepare(eddy_worker *w) {
-  uv_mutex_lock(&w->mu);
-  eddy_gen *g = w->next_gen;
-  eddy_sandbox *sb = w->next_sb;
-  lctx_consumer *lc = w->next_lc;
-  w->next_gen = NULL;
-  w->next_sb = NULL;
-  w->next_lc = NULL;
-  w->switch_now = 0;
-  uv_mutex_unlock(&w->mu);
-  lctx_free(lc);
-  eddy_sandbox_free(sb);
-  eddy_gen_release(g);
-}
+void eddy_worker_unprepare(eddy_worker *w) { set_next(w, NULL, NULL, NULL); }
 
 void eddy_worker_switch(eddy_worker *w) {
   uv_mutex_lock(&w->mu);
