@@ -54,7 +54,7 @@ HEADERS     = $(wildcard runtime/*.h)
 TEST_SRCS   = $(wildcard test/*.c)
 
 .PHONY: all binaries deps test test-asan bench demo install uninstall clean lint check-rockspec \
-  kafka-up kafka-down
+  kafka-up kafka-down bench-kafka
 
 all: binaries $(BUILD)/test-runner
 
@@ -111,6 +111,11 @@ test-asan: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh bench/run.sh
+
+# eddy run on Kafka against kcat, on the test broker (started if not up).
+bench-kafka: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh bench/kafka.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all

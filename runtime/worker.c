@@ -52,6 +52,7 @@
 #define PARK_BUCKETS 1024
 #define PREFETCH_ROWS (4 * BATCH)  /* a range holding more is not prefetched */
 #define PREFETCH_SLOTS 32768       /* power of two, > 2 * PREFETCH_ROWS */
+#define PREFETCH_RANGES 32         /* partitions prefetched per batch, at most */
 #define CACHE_SLOTS 16384          /* power of two: state values kept across batches */
 #define CACHE_MAX_VALUE 1024       /* bigger values are always read from the store */
 
@@ -190,8 +191,9 @@ struct eddy_worker {
    * store holds between lo and hi is in pre_slots, so a lookup in that
    * range is a probe. */
   int npre;
-  struct { int consumer; char lo[EDDY_MAX_ID_LEN + 1], hi[EDDY_MAX_ID_LEN + 1];
-           int complete; } pre[8];
+  struct { int consumer; const eddy_cursor *cursor;
+           char lo[EDDY_MAX_ID_LEN + 1], hi[EDDY_MAX_ID_LEN + 1];
+           int complete; } pre[PREFETCH_RANGES];
   uint64_t snap_seq;            /* commit_seq before this batch's snapshot */
   /* Parks made during this batch, and how many outcomes preceded each. */
   park *new_parks[BATCH];
@@ -699,9 +701,10 @@ static void prefetch_add(void *ud, const char *dkey, size_t n) {
 
 /* What the prefetch knows of dkey: 1 recorded in the store, 0 not, -1
  * outside the prefetched range (ask the store). */
-static int prefetched(eddy_worker *w, int consumer, const char *dkey, size_t n) {
+static int prefetched(eddy_worker *w, const eddy_cursor *cu, const char *dkey, size_t n) {
+  int consumer = cu->consumer;
   for (int i = 0; i < w->npre; i++) {
-    if (w->pre[i].consumer != consumer || !w->pre[i].complete) continue;
+    if (w->pre[i].cursor != cu || !w->pre[i].complete) continue;
     size_t lo = strlen(w->pre[i].lo), hi = strlen(w->pre[i].hi);
     int a = memcmp(dkey, w->pre[i].lo, n < lo ? n : lo);
     int b = memcmp(dkey, w->pre[i].hi, n < hi ? n : hi);
@@ -718,11 +721,13 @@ static int textcmp(const char *a, size_t an, const char *b, size_t bn) {
   return c ? c : (an > bn) - (an < bn);
 }
 
-/* Before a batch: for each consumer that dedupes by message id, reads in
- * one range scan the dedupe keys the store holds between the lowest and
- * highest id of the next messages.  Ids are UUIDv7s, so a batch's ids
- * cover a narrow range, and one scan replaces a lookup per message.  A
- * range with too many keys (ids from all over) is left to the lookups. */
+/* Before a batch: for each partition (cursor) of a consumer that dedupes
+ * by message id, reads in one range scan the dedupe keys the store holds
+ * between the lowest and highest id of its next messages.  Ids are
+ * UUIDv7s and a partition's follow produce time, so each range is narrow
+ * even when partitions are read far apart in time (Kafka), and one scan
+ * replaces a lookup per message.  A range with too many keys is left to
+ * the lookups. */
 static void prefetch(eddy_worker *w) {
   w->npre = 0;
   w->pre_gen++;
@@ -731,11 +736,12 @@ static void prefetch(eddy_worker *w) {
     int ci = j->cursor->consumer;
     if (w->defs[ci].dedupe != 1 || j->id_len > EDDY_MAX_ID_LEN) continue;
     int k = 0;
-    while (k < w->npre && w->pre[k].consumer != ci) k++;
+    while (k < w->npre && w->pre[k].cursor != j->cursor) k++;
     if (k == w->npre) {
-      if (w->npre == 8) continue;
+      if (w->npre == PREFETCH_RANGES) continue;
       w->npre++;
       w->pre[k].consumer = ci;
+      w->pre[k].cursor = j->cursor;
       memcpy(w->pre[k].lo, j->id, j->id_len + 1);
       memcpy(w->pre[k].hi, j->id, j->id_len + 1);
       w->pre[k].complete = 0;
@@ -804,7 +810,7 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
   }
   if (o->dkey) {
     int seen = in_batch_dup(w, ci, o->dkey, o->dkey_len);
-    if (!seen) seen = prefetched(w, ci, o->dkey, o->dkey_len);
+    if (!seen) seen = prefetched(w, j->cursor, o->dkey, o->dkey_len);
     if (seen == -1) seen = eddy_dedupe_seen(w->store, c->store_id, o->dkey, o->dkey_len);
     if (seen < 0) {
       lctx_invalidate_msg(L, msg);
@@ -932,16 +938,32 @@ static void prune_recent(eddy_runner *r) {
   while (e) { eddy_recent *n = e->next; free(e); e = n; }
 }
 
-struct rkey { int consumer; const char *k; size_t n; };
+struct rkey { int consumer; const eddy_cursor *cursor; const char *k; size_t n; };
 
 static int by_rkey(const void *a, const void *b) {
   const struct rkey *x = a, *y = b;
   return recent_cmp(x->consumer, x->k, x->n, y->consumer, y->k, y->n);
 }
 
-/* Writes the dedupe records of the batch's handled messages (one row per
- * consumer), and makes the recent-commit entry for them (*fresh, one
- * allocation).  write_mu held, transaction open. */
+/* By consumer, then partition (cursor), then key. */
+static int by_row(const void *a, const void *b) {
+  const struct rkey *x = a, *y = b;
+  if (x->consumer != y->consumer) return x->consumer < y->consumer ? -1 : 1;
+  if (x->cursor != y->cursor) return (uintptr_t)x->cursor < (uintptr_t)y->cursor ? -1 : 1;
+  return recent_cmp(0, x->k, x->n, 0, y->k, y->n);
+}
+
+/* Keys per dedupe row at most: a lookup outside the prefetch reads one
+ * row's whole blob. */
+#define DEDUPE_ROW_KEYS 256
+
+/* Writes the dedupe records of the batch's handled messages, and makes the
+ * recent-commit entry for them (*fresh, one allocation).  A row holds the
+ * keys of one consumer and one partition, at most DEDUPE_ROW_KEYS of them:
+ * a partition's ids follow produce time, so its rows cover narrow ranges
+ * even when partitions are read far apart in time (Kafka fetches a
+ * partition ahead of the others), and a lookup meets few rows.  write_mu
+ * held, transaction open. */
 static int record_dedupe(eddy_worker *w, eddy_store *s, int limit, int64_t now,
                          eddy_recent **fresh) {
   int n = 0;
@@ -965,9 +987,23 @@ static int record_dedupe(eddy_worker *w, eddy_store *s, int limit, int64_t now,
     outcome *o = &w->out[i];
     if (o->kind != O_DONE || !o->dkey) continue;
     memcpy(at, o->dkey, o->dkey_len);
-    rk[k++] = (struct rkey){ o->job->cursor->consumer, at, o->dkey_len };
+    rk[k++] = (struct rkey){ o->job->cursor->consumer, o->job->cursor, at, o->dkey_len };
     at += o->dkey_len;
   }
+  /* The rows: runs of one consumer and partition, cut every
+   * DEDUPE_ROW_KEYS keys; e's arrays serve as scratch for their keys. */
+  qsort(rk, (size_t)n, sizeof *rk, by_row);
+  int rc = 0;
+  for (int from = 0, i = 1; rc == 0 && from < n; i++) {
+    if (i < n && i - from < DEDUPE_ROW_KEYS && rk[i].consumer == rk[from].consumer &&
+        rk[i].cursor == rk[from].cursor)
+      continue;
+    for (int j = from; j < i; j++) { e->key[j] = rk[j].k; e->len[j] = rk[j].n; }
+    rc = eddy_dedupe_add(s, w->defs[rk[from].consumer].store_id, e->key + from,
+                         e->len + from, i - from, now);
+    from = i;
+  }
+  if (rc) { free(e); return rc; }
   qsort(rk, (size_t)n, sizeof *rk, by_rkey);
   for (int i = 0; i < n; i++) {
     e->consumer[i] = rk[i].consumer;
@@ -976,14 +1012,6 @@ static int record_dedupe(eddy_worker *w, eddy_store *s, int limit, int64_t now,
   }
   e->n = n;
   e->next = NULL;
-  int rc = 0;
-  for (int from = 0, i = 1; rc == 0 && from < n; i++) {
-    if (i < n && e->consumer[i] == e->consumer[from]) continue;
-    rc = eddy_dedupe_add(s, w->defs[e->consumer[from]].store_id, e->key + from,
-                         e->len + from, i - from, now);
-    from = i;
-  }
-  if (rc) { free(e); return rc; }
   *fresh = e;
   return 0;
 }

@@ -1,0 +1,7 @@
+local eddy = require "eddy"
+return eddy.consumer {
+  name = os.getenv("EDDY_BENCH_GROUP"),
+  topics = { os.getenv("EDDY_BENCH_TOPIC") },
+  dedupe = false,
+  handle = function(msg, ctx) end,
+}
