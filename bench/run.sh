@@ -54,7 +54,7 @@ echo "targets: (a) >= 400000 msgs/s, (b) >= 120000 msgs/s"
 
 # (c) The pause a reload causes, under load: 20 reloads while eddy run works
 # through a backlog (bench/reload.lua says how it is measured).
-RELOAD_N=${BENCH_RELOAD_MESSAGES:-600000}
+RELOAD_N=${BENCH_RELOAD_MESSAGES:-1000000}
 lua5.4 bench/gen.lua "$RELOAD_N" "$KEYS" > "$TMP/input-reload"
 cp -r bench/reload "$TMP/reload-app"
 set -- $(lua5.4 bench/reload.lua "$EDDY" "$TMP/reload-app" "$TMP/data-reload" "$TMP/input-reload" 20)
