@@ -192,6 +192,17 @@ function M.lines(s)
   return t
 end
 
+--- The numbers of the summary line `eddy run` logs when it stops
+-- ("... received=N handled=N deduplicated=N ..."), by name; fails when
+-- log has no such line.
+function M.summary(log)
+  local line = log:match("eddy run: stopped after [^\n]*")
+  assert(line, "no summary line in the log:\n" .. log)
+  local s = {}
+  for k, v in line:gmatch("(%a+)=(%d+)") do s[k] = tonumber(v) end
+  return s
+end
+
 --- Decodes every line of s as JSON.
 function M.json_lines(s)
   local t = {}

@@ -32,11 +32,7 @@ local function ok(args, opts)
   return out
 end
 
-local function json_lines(s)
-  local t = {}
-  for i, line in ipairs(H.lines(s)) do t[i] = cjson.decode(line) end
-  return t
-end
+local json_lines = H.json_lines
 
 local function topic_of(list, name)
   for _, t in ipairs(list) do if t.name == name then return t end end

@@ -12,12 +12,9 @@ local SEED = tonumber(os.getenv("EDDY_CRASH_SEED")) or os.time()
 
 local function defer(fn) H.defer(finally, fn) end
 
-local function now_ms()
-  local p = io.popen("date +%s%3N")
-  local t = tonumber(p:read("l"))
-  p:close()
-  return t
-end
+local system = require "system"
+
+local function now_ms() return math.floor(system.monotime() * 1000) end
 
 math.randomseed(SEED ~ tonumber(tostring({}):match("0x(%x+)"), 16))
 
@@ -26,11 +23,7 @@ local function fresh(prefix)
   return string.format("%s-%08x", prefix, math.random(0, 0x7fffffff))
 end
 
-local function json_lines(s)
-  local t = {}
-  for i, line in ipairs(H.lines(s)) do t[i] = cjson.decode(line) end
-  return t
-end
+local json_lines = H.json_lines
 
 --- An app in a fresh directory: eddy.lua on the test broker and the
 -- handler files (name -> text, with $IN, $OUT and $NAME replaced).
@@ -63,14 +56,7 @@ local function kafka(args, opts)
   return r.out
 end
 
---- The summary numbers of `eddy run`'s last log line.
-local function summary(err)
-  local line = err:match("eddy run: stopped after [^\n]*")
-  assert(line, "no summary line in the log:\n" .. err)
-  local s = {}
-  for k, v in line:gmatch("(%a+)=(%d+)") do s[k] = tonumber(v) end
-  return s
-end
+local summary = H.summary
 
 --- eddy run --drain on the app; asserts exit 0.  Returns the summary.
 local function drain(app)

@@ -378,14 +378,7 @@ local function stop(h)
   return log
 end
 
---- The numbers of the summary line `eddy run` logs when it stops, by name.
-local function summary(log)
-  local line = log:match("eddy run: stopped after [^\n]*")
-  assert(line, "no summary line in the log:\n" .. log)
-  local s = {}
-  for k, v in line:gmatch("(%a+)=(%d+)") do s[k] = tonumber(v) end
-  return s
-end
+local summary = H.summary
 
 --- The log lines at level ERROR saying that a reload from source failed
 -- with err and that the running version stays.

@@ -116,15 +116,7 @@ local function produce_lines(app, topic, lines, keyed)
   end
 end
 
---- The numbers of the summary line `eddy run` logs when it stops
--- ("... received=N handled=N deduplicated=N ..."), by name.
-local function summary(err)
-  local line = err:match("eddy run: stopped after [^\n]*")
-  assert(line, "no summary line in the log:\n" .. err)
-  local s = {}
-  for k, v in line:gmatch("(%a+)=(%d+)") do s[k] = tonumber(v) end
-  return s
-end
+local summary = H.summary
 
 --- Runs `eddy run APP --drain` with more args (killed after timeout
 -- seconds, default DRAIN_TIMEOUT) and asserts exit 0.  Returns the
