@@ -292,12 +292,15 @@ struct read_ctx {
   kgroup *g;
   int (*fn)(void *ud, eddy_cursor *c, const eddy_message *m);
   void *ud;
+  eddy_cursor *last;            /* messages come in runs of one partition */
 };
 
 static int one(void *ud, const eddy_message *m) {
   struct read_ctx *x = ud;
   eddy_runner *r = x->g->ks->r;
-  eddy_cursor *cu = find(r, x->g->consumer, m->topic, m->partition);
+  eddy_cursor *cu = x->last;
+  if (!cu || cu->partition != m->partition || strcmp(cu->topic, m->topic) != 0)
+    cu = x->last = find(r, x->g->consumer, m->topic, m->partition);
   if (!cu || !cu->live || atomic_load(&cu->revoked)) return 0;
   return x->fn(x->ud, cu, m);
 }
@@ -307,7 +310,7 @@ int eddy_ksource_read(eddy_ksource *ks, int max,
   int got = 0;
   for (int i = 0; i < ks->n && got < max; i++) {
     kgroup *g = &ks->g[i];
-    struct read_ctx x = { g, fn, ud };
+    struct read_ctx x = { g, fn, ud, NULL };
     while (got < max) {
       rd_kafka_message_t *m = rd_kafka_consumer_poll(g->rk, 0);
       if (!m) break;

@@ -25,6 +25,24 @@ void eddy_format_time(int64_t ms, char out[32]) {
 
 #define META_HEADERS 11
 
+/* The message of entry e as a record to produce, with the encoded headers
+ * given (any partition, a new timestamp). */
+static eddy_record record_of(const eddy_dlq_entry *e, const void *headers, size_t len) {
+  eddy_record r;
+  memset(&r, 0, sizeof r);
+  r.id = e->id;
+  r.id_len = strlen(e->id);
+  r.key = e->key;
+  r.key_len = e->key_len;
+  r.has_key = e->has_key;
+  r.value = e->value;
+  r.value_len = e->value_len;
+  r.headers_raw = headers;
+  r.headers_raw_len = len;
+  r.partition = -1;
+  return r;
+}
+
 int eddy_dlq_add(eddy_store *s, eddy_dlq_entry *e) {
   e->quarantined_at = eddy_now_ms();
   sqlite3_stmt *st = eddy_store_stmt(s,
@@ -82,18 +100,7 @@ int eddy_dlq_add(eddy_store *s, eddy_dlq_entry *e) {
   if (!blob) return eddy_store_seterr(s, EDDY_ENOMEM, "out of memory");
   if (e->headers_len) memcpy(blob, e->headers, e->headers_len);
   eddy_headers_encode(hs, META_HEADERS, blob + e->headers_len);
-  eddy_record r;
-  memset(&r, 0, sizeof r);
-  r.id = e->id;
-  r.id_len = strlen(e->id);
-  r.key = e->key;
-  r.key_len = e->key_len;
-  r.has_key = e->has_key;
-  r.value = e->value;
-  r.value_len = e->value_len;
-  r.headers_raw = blob;
-  r.headers_raw_len = e->headers_len + msize;
-  r.partition = -1;
+  eddy_record r = record_of(e, blob, e->headers_len + msize);
   if (e->via_outbox) {
     /* The log is Kafka: the runner relays the dlq message from the outbox. */
     rc = eddy_outbox_add(s, e->dlq_topic, &r, e->quarantined_at);
@@ -205,19 +212,7 @@ struct replay_ctx {
 
 static int replay_one(void *ud, const eddy_dlq_entry *e) {
   struct replay_ctx *c = ud;
-  eddy_record r;
-  memset(&r, 0, sizeof r);
-  r.id = e->id;
-  r.id_len = strlen(e->id);
-  r.key = e->key;
-  r.key_len = e->key_len;
-  r.has_key = e->has_key;
-  r.value = e->value;
-  r.value_len = e->value_len;
-  r.headers_raw = e->headers_len ? e->headers : NULL;
-  r.headers_raw_len = e->headers_len;
-  r.timestamp = 0;
-  r.partition = -1;
+  eddy_record r = record_of(e, e->headers_len ? e->headers : NULL, e->headers_len);
   /* Copy what the produce needs before the statement moves on. */
   char topic[EDDY_MAX_TOPIC_NAME + 1];
   snprintf(topic, sizeof topic, "%s", e->topic);
