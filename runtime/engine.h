@@ -13,6 +13,7 @@
 
 #include <uv.h>
 
+#include "errors.h"
 #include "sandbox.h"
 #include "store.h"
 
@@ -250,9 +251,6 @@ void eddy_cursor_mark_done(eddy_cursor *c, int64_t offset);
 /* Registers offset as in flight (track_mu held). */
 void eddy_cursor_add(eddy_cursor *c, int64_t offset);
 
-/* Logging: one line on stderr, "TIME LEVEL message". */
-void eddy_logf(const char *level, const char *fmt, ...)
-  __attribute__((format(printf, 2, 3)));
 
 /* Records a fatal error (the first wins) and wakes the runner to stop. */
 void eddy_runner_fatal(eddy_runner *r, const char *fmt, ...)

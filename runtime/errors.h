@@ -36,4 +36,9 @@ const char *eddy_strerror(int code);
 /* The name of an error code ("ENOENT"), or "EUNKNOWN". */
 const char *eddy_err_name(int code);
 
+/* Logging: one line on stderr, "TIME LEVEL message", written at once so
+ * that the lines of several threads never interleave. */
+void eddy_logf(const char *level, const char *fmt, ...)
+  __attribute__((format(printf, 2, 3)));
+
 #endif

@@ -49,26 +49,6 @@
 #define RELAY_BATCH 2000
 #define HOUSEKEEPING_MS 3600000
 
-/* ---- logging ------------------------------------------------------------- */
-
-void eddy_logf(const char *level, const char *fmt, ...) {
-  char line[4096];
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  char t[32];
-  eddy_format_time((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, t);
-  int n = snprintf(line, sizeof line, "%s %-5s ", t, level);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-  va_end(ap);
-  size_t len = strlen(line);
-  line[len++] = '\n';
-  /* One write per line: lines of several threads never interleave. */
-  ssize_t w = write(STDERR_FILENO, line, len);
-  (void)w;
-}
-
 void eddy_runner_fatal(eddy_runner *r, const char *fmt, ...) {
   uv_mutex_lock(&r->track_mu);
   if (!r->failed) {
