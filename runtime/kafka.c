@@ -19,12 +19,14 @@
 #define ID_HEADER "eddy-id"
 
 struct eddy_kafka {
+  eddy_kafka_owner owner;       /* first: the opaque of k's own clients */
   char bootstrap[1024];
   char **props;                 /* name, value, ..., NULL */
   rd_kafka_t *producer;         /* made when first needed */
   rd_kafka_t *reader;           /* an assign-only consumer, for fetch */
   char errmsg[512];
   char last_error[256];         /* the last error a client reported */
+  int debug;                    /* librdkafka's `debug` property is set */
 };
 
 static int fail(eddy_kafka *k, int code, const char *fmt, ...)
@@ -39,6 +41,12 @@ static int fail(eddy_kafka *k, int code, const char *fmt, ...) {
 
 const char *eddy_kafka_errmsg(const eddy_kafka *k) { return k->errmsg; }
 const char *eddy_kafka_last_error(const eddy_kafka *k) { return k->last_error; }
+
+int eddy_kafka_has_prop(const eddy_kafka *k, const char *name) {
+  for (char **p = k->props; p && p[0] && p[1]; p += 2)
+    if (strcmp(p[0], name) == 0) return 1;
+  return 0;
+}
 
 int eddy_kafka_bootstrap(const char *broker, char *out, size_t n, char *err, size_t errlen) {
   const char *scheme = "kafka://";
@@ -74,15 +82,20 @@ int eddy_kafka_bootstrap(const char *broker, char *out, size_t n, char *err, siz
 
 /* librdkafka's own log lines stay out of eddy's output: failures reach
  * the caller as one line each (the last client error says why). */
+/* librdkafka's own log lines stay out of eddy's output (failures reach
+ * the caller as one line each, the last client error saying why), unless
+ * the user asked for them with librdkafka's `debug` property. */
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
-  (void)rk; (void)level; (void)fac; (void)buf;
+  const eddy_kafka_owner *o = rd_kafka_opaque(rk);
+  if (o && o->kafka->debug) eddy_logf("DEBUG", "kafka %s: %s", fac, buf);
+  (void)level;
 }
 
 static rd_kafka_conf_t *new_conf(eddy_kafka *k, char *err, size_t errlen);
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
   (void)rk;
-  eddy_kafka *k = opaque;
+  eddy_kafka *k = ((eddy_kafka_owner *)opaque)->kafka;
   snprintf(k->last_error, sizeof k->last_error, "%s", reason ? reason : rd_kafka_err2str(err));
 }
 
@@ -102,8 +115,9 @@ static rd_kafka_conf_t *new_conf(eddy_kafka *k, char *err, size_t errlen) {
   }
   rd_kafka_conf_set_log_cb(c, on_log);
   rd_kafka_conf_set_error_cb(c, on_error);
-  rd_kafka_conf_set_opaque(c, k);
+  rd_kafka_conf_set_opaque(c, &k->owner);
   for (char **p = k->props; p && p[0] && p[1]; p += 2) {
+    if (strcmp(p[0], "debug") == 0) k->debug = 1;
     if (rd_kafka_conf_set(c, p[0], p[1], e, sizeof e) != RD_KAFKA_CONF_OK) {
       snprintf(err, errlen, "kafka property '%s': %s", p[0], e);
       rd_kafka_conf_destroy(c);
@@ -124,6 +138,7 @@ int eddy_kafka_open(const char *broker, const char *const *props, eddy_kafka **o
   *out = NULL;
   eddy_kafka *k = calloc(1, sizeof *k);
   if (!k) { snprintf(err, errlen, "out of memory"); return -1; }
+  k->owner.kafka = k;
   if (eddy_kafka_bootstrap(broker, k->bootstrap, sizeof k->bootstrap, err, errlen) != 0) {
     free(k);
     return -1;

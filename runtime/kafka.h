@@ -23,6 +23,11 @@
 
 typedef struct eddy_kafka eddy_kafka;
 
+/* The opaque of every librdkafka client made from eddy_kafka_conf must
+ * start with one of these (eddy_kafka_conf sets k's own), so that the
+ * shared log and error callbacks find k whatever the client's opaque. */
+typedef struct eddy_kafka_owner { eddy_kafka *kafka; } eddy_kafka_owner;
+
 /* Connects to broker, "kafka://HOST:PORT[,HOST:PORT...]".  props: NULL or
  * a NULL-terminated list of librdkafka property names and values, set on
  * every client made (security.protocol, sasl.*, ssl.* ...).  A bad URL or
@@ -35,8 +40,12 @@ const char *eddy_kafka_errmsg(const eddy_kafka *k);
 struct rd_kafka_conf_s;
 /* A new librdkafka configuration for k's cluster: bootstrap servers, the
  * properties given to eddy_kafka_open, errors kept for
- * eddy_kafka_last_error, librdkafka's log lines dropped.  NULL with err. */
+ * eddy_kafka_last_error, librdkafka's log lines dropped unless its `debug`
+ * property is set.  A caller setting its own opaque starts it with an
+ * eddy_kafka_owner.  NULL with err. */
 struct rd_kafka_conf_s *eddy_kafka_conf(eddy_kafka *k, char *err, size_t errlen);
+/* 1 when the user set librdkafka property name (eddy_kafka_open's props). */
+int eddy_kafka_has_prop(const eddy_kafka *k, const char *name);
 /* The last error a client of k reported (connection refused ...), or "". */
 const char *eddy_kafka_last_error(const eddy_kafka *k);
 

@@ -19,9 +19,11 @@
 #define TIMEOUT_MS 10000
 #define REVOKE_WAIT_MS 30000
 #define COMMIT_EVERY_MS 1000
+#define QUEUED_MIN_MESSAGES "1000000"
 
 /* One eddy consumer's Kafka consumer. */
 typedef struct kgroup {
+  eddy_kafka_owner owner;       /* first: the client's opaque (kafka.h) */
   struct eddy_ksource *ks;
   int consumer;                 /* its number */
   rd_kafka_t *rk;
@@ -193,6 +195,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
 static int start_group(eddy_ksource *ks, kgroup *g, int consumer, char *err, size_t errlen) {
   eddy_runner *r = ks->r;
   const eddy_consumer_def *c = &r->consumers[consumer];
+  g->owner.kafka = r->kafka;
   g->ks = ks;
   g->consumer = consumer;
   g->pipe[0] = g->pipe[1] = -1;
@@ -212,6 +215,21 @@ static int start_group(eddy_ksource *ks, kgroup *g, int consumer, char *err, siz
       return -1;
     }
   }
+  /* librdkafka before 2.1 stops fetching a partition whose queue holds
+   * queued.min.messages (100,000) and looks again only a second later:
+   * a consumer slower than the fetcher idled most of that second.  A
+   * larger threshold keeps more than a second of work queued; the memory
+   * bound stays queued.max.messages.kbytes.  Later versions take a
+   * shorter backoff instead (unknown before 2.1: the error is ignored). */
+  if (!eddy_kafka_has_prop(r->kafka, "queued.min.messages") &&
+      rd_kafka_conf_set(conf, "queued.min.messages", QUEUED_MIN_MESSAGES, err, errlen) !=
+        RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(conf);
+    return -1;
+  }
+  if (!eddy_kafka_has_prop(r->kafka, "fetch.queue.backoff.ms"))
+    rd_kafka_conf_set(conf, "fetch.queue.backoff.ms", "10", err, errlen);
+  err[0] = 0;
   rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
   rd_kafka_conf_set_opaque(conf, g);
   g->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errlen);
