@@ -90,7 +90,7 @@ static const char *schema_v1 =
   "  n INTEGER NOT NULL,"
   "  keys BLOB NOT NULL,"
   "  created_at INTEGER NOT NULL);"
-  "CREATE INDEX dedupe_by_hi ON dedupe(consumer_id, hi);"
+  "CREATE INDEX dedupe_span ON dedupe(consumer_id, hi, lo);"
   "CREATE TABLE state("
   "  consumer_id INTEGER NOT NULL,"
   "  key TEXT NOT NULL,"

@@ -50,8 +50,8 @@
 #define BATCH_MS 50
 #define OVERLAY_SLOTS 16384       /* power of two: writes, dedupe keys, prefetch */
 #define PARK_BUCKETS 1024
-#define PREFETCH_ROWS (4 * BATCH)  /* a range holding more is not prefetched */
-#define PREFETCH_SLOTS 32768       /* power of two, > 2 * PREFETCH_ROWS */
+#define PREFETCH_ROWS (16 * BATCH) /* a range holding more is not prefetched */
+#define PREFETCH_SLOTS 65536       /* power of two, > 2 * PREFETCH_ROWS */
 #define PREFETCH_RANGES 32         /* partitions prefetched per batch, at most */
 #define CACHE_SLOTS 16384          /* power of two: state values kept across batches */
 #define CACHE_MAX_VALUE 1024       /* bigger values are always read from the store */
