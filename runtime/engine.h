@@ -157,6 +157,9 @@ struct eddy_runner {
   struct eddy_ksource *ksource;
   int workers_gone;             /* eddy_worker_stop ran for every worker */
   int64_t relay_warned;         /* when the relay last logged a failure */
+  int relay_fd;                 /* Kafka: the outbox relay's lock, -1: not held */
+  int64_t relay_tried;          /* when this process last tried to take it */
+  int relay_waiting;            /* another process held it */
   char **known;                 /* Kafka topics the relay knows exist */
   int nknown;
   int app_workers;              /* the app's worker count as started */
@@ -178,6 +181,14 @@ struct eddy_runner {
   _Atomic int queued;           /* jobs in workers (queued, running, parked) */
   _Atomic int parked;           /* jobs waiting for a retry timer */
   _Atomic uint64_t commit_seq;  /* workers' commits so far (write_mu) */
+  /* Another process sharing the store (two instances on Kafka) commits
+   * state this one's slot_seq knows nothing of.  The store counts worker
+   * commits: store_commits is the count after this process's last one
+   * (write_mu), and foreign_seq the commit_seq of the first own commit
+   * that found the count moved by someone else.  A read or cached value
+   * as of an earlier commit_seq is checked against the store itself. */
+  int64_t store_commits;
+  _Atomic uint64_t foreign_seq;
   eddy_counters n;
   int64_t started_ms;
   int64_t dedupe_window_ms;

@@ -123,18 +123,17 @@ void eddy_runner_set_gen(eddy_runner *r, eddy_gen *g) {
   eddy_gen_release(old);
 }
 
-/* Takes a lock file per consumer (DIR/locks/NAME.lock, flock): one process
- * runs a consumer at a time.  The kernel drops the lock when the process
- * dies, SIGKILL included. */
-int eddy_runner_lock(eddy_runner *r, int i, const char *name, char *err, size_t errlen) {
-  if (r->lock_fds[i] >= 0) return 0;
+/* Takes lock file DIR/locks/NAME.lock (flock).  The kernel drops it when
+ * the process dies, SIGKILL included.  Returns the descriptor, -2 when
+ * another process holds it, or -1 with err. */
+static int take_lock(const char *dir, const char *name, char *err, size_t errlen) {
   char path[4096];
-  snprintf(path, sizeof path, "%s/locks", r->data_dir);
+  snprintf(path, sizeof path, "%s/locks", dir);
   if (mkdir(path, 0777) != 0 && errno != EEXIST) {
     snprintf(err, errlen, "cannot create '%s': %s", path, strerror(errno));
     return -1;
   }
-  snprintf(path, sizeof path, "%s/locks/%s.lock", r->data_dir, name);
+  snprintf(path, sizeof path, "%s/locks/%s.lock", dir, name);
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
   if (fd < 0) {
     snprintf(err, errlen, "cannot open '%s': %s", path, strerror(errno));
@@ -142,10 +141,19 @@ int eddy_runner_lock(eddy_runner *r, int i, const char *name, char *err, size_t 
   }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     close(fd);
+    return -2;
+  }
+  return fd;
+}
+
+/* One process runs a consumer at a time on the embedded log. */
+int eddy_runner_lock(eddy_runner *r, int i, const char *name, char *err, size_t errlen) {
+  if (r->lock_fds[i] >= 0) return 0;
+  int fd = take_lock(r->data_dir, name, err, errlen);
+  if (fd == -2)
     snprintf(err, errlen, "consumer '%s' is already running in another process on '%s'",
              name, r->data_dir);
-    return -1;
-  }
+  if (fd < 0) return -1;
   r->lock_fds[i] = fd;
   return 0;
 }
@@ -503,9 +511,32 @@ static int kafka_publish(void *ud, const char *topic, const eddy_record *recs, s
   return rc;
 }
 
+/* On Kafka, instances sharing a data directory share its outbox: one of
+ * them relays it at a time, the holder of DIR/locks/outbox-relay.lock, so
+ * a row is not published twice.  The others try again every second and
+ * take over when the holder stops.  1 when this process holds it. */
+static int relay_lease(eddy_runner *r) {
+  if (r->relay_fd >= 0) return 1;
+  int64_t now = eddy_now_ms();
+  if (now - r->relay_tried < 1000) return 0;
+  r->relay_tried = now;
+  char err[512];
+  int fd = take_lock(r->data_dir, "outbox-relay", err, sizeof err);
+  if (fd == -1) eddy_logf("WARN", "outbox relay: %s (will retry)", err);
+  if (fd == -2 && !r->relay_waiting) {
+    r->relay_waiting = 1;
+    eddy_logf("INFO", "outbox relay: another process on '%s' relays the outbox", r->data_dir);
+  }
+  if (fd < 0) return 0;
+  if (r->relay_waiting) eddy_logf("INFO", "outbox relay: this process relays the outbox now");
+  r->relay_fd = fd;
+  return 1;
+}
+
 static int relay(eddy_runner *r) {
   int64_t total = 0;
   if (r->kafka) {
+    if (!relay_lease(r)) return 0;
     /* A broker that is down is waited out: the rows stay, and the next
      * tick tries again. */
     for (;;) {
@@ -682,6 +713,7 @@ static void free_runner(eddy_runner *r) {
     free((void *)r->slot_seqs[i]);
     eddy_runner_unlock(r, i);
   }
+  if (r->relay_fd >= 0) close(r->relay_fd);
   free(r->workers);
   free(r->data_dir);
   free(r->app_dir);
@@ -787,6 +819,10 @@ static int first_gen(eddy_runner *r, eddy_app *a) {
       goto fail;
     }
   }
+  if (eddy_store_commits(r->store, 0, &r->store_commits) != 0) {
+    snprintf(err, sizeof err, "%s", eddy_store_errmsg(r->store));
+    goto fail;
+  }
   /* On Kafka, cursors come with the group's assignments (ksource.c). */
   for (int i = 0; !r->kafka && i < g->nconsumers; i++)
     if (eddy_runner_open_cursors(r, i, &g->defs[i], 1, err, sizeof err) != 0) goto fail;
@@ -801,6 +837,7 @@ int eddy_run(const eddy_run_options *o) {
   eddy_runner *r = &rr;
   memset(r, 0, sizeof *r);
   for (int i = 0; i < EDDY_MAX_CONSUMERS; i++) r->lock_fds[i] = -1;
+  r->relay_fd = -1;
   uv_mutex_init(&r->write_mu);
   uv_mutex_init(&r->track_mu);
   r->drain = o->drain;

@@ -240,6 +240,20 @@ int eddy_store_exec(eddy_store *s, const char *sql) {
   return exec_as(s, sql, sql);
 }
 
+int eddy_store_commits(eddy_store *s, int bump, int64_t *n) {
+  sqlite3_stmt *st = eddy_store_stmt(s, bump
+    ? "INSERT INTO meta(name, value) VALUES('commits', '1') ON CONFLICT(name)"
+      " DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING CAST(value AS INTEGER)"
+    : "SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'commits'");
+  if (!st) return s->last_code;
+  int rc = sqlite3_step(st);
+  *n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    return eddy_store_sqlerr(s, rc, "counting commits");
+  return 0;
+}
+
 int eddy_store_begin(eddy_store *s) {
   if (s->in_tx)
     return eddy_store_seterr(s, EDDY_EINVAL, "a transaction is already open");

@@ -82,6 +82,12 @@ sqlite3_stmt *eddy_store_stmt(eddy_store *s, const char *sql);
 /* Runs sql (no results) through the cache.  Returns 0 or a code. */
 int eddy_store_exec(eddy_store *s, const char *sql);
 
+/* The store's count of worker commits (meta row 'commits'), for telling a
+ * process's own commits from those of another process sharing the store:
+ * with bump (inside a write transaction) it adds one and returns the new
+ * count, else it reads it (0 before the first).  Returns 0 or a code. */
+int eddy_store_commits(eddy_store *s, int bump, int64_t *n);
+
 /* The next value of the store's round-robin counter, which starts at a
  * random value so that processes spread unkeyed messages differently. */
 unsigned eddy_store_round_robin(eddy_store *s);

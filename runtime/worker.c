@@ -495,7 +495,8 @@ int eddy_worker_state_get(eddy_worker *w, int consumer, const char *key,
   cache_ent *e = &w->cache[h & (CACHE_SLOTS - 1)];
   if (e->hash == (h | 1) && e->consumer == consumer && e->key_len == len &&
       memcmp(e->data, key, len) == 0 &&
-      atomic_load_explicit(&c->slot_seq[slot], memory_order_acquire) <= e->seq) {
+      atomic_load_explicit(&c->slot_seq[slot], memory_order_acquire) <= e->seq &&
+      atomic_load_explicit(&w->r->foreign_seq, memory_order_relaxed) <= e->seq) {
     rr->as_of = e->seq;
     if (!e->present) return 0;
     rr->value_hash = fnv(e->data + len, e->value_len, 0xcbf29ce484222325ULL) | 1;
@@ -1024,6 +1025,21 @@ static const char *dlq_topic(const eddy_consumer_def *c, const eddy_cursor *cu) 
   return c->ntopics ? c->dlq_topics[0] : "dlq";
 }
 
+/* Counts this commit in the store (write_mu held, in the transaction).
+ * When another process committed since this one's last commit, values
+ * read or cached as of earlier commits may be stale in ways slot_seq
+ * cannot show: foreign_seq makes the checks read the store. */
+static int count_commit(eddy_worker *w) {
+  eddy_runner *r = w->r;
+  int64_t n = 0;
+  int rc = eddy_store_commits(w->store, 1, &n);
+  if (rc) return rc;
+  if (n - 1 != r->store_commits)
+    atomic_store(&r->foreign_seq, atomic_load(&r->commit_seq) + 1);
+  r->store_commits = n;
+  return 0;
+}
+
 static int commit_batch(eddy_worker *w, int *conflict_at) {
   eddy_runner *r = w->r;
   eddy_store *s = w->store;
@@ -1036,6 +1052,8 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
   int npub = 0, cappub = 0;
   uv_mutex_lock(&r->write_mu);
   int rc = eddy_store_begin(s);
+  if (rc == 0) rc = count_commit(w);
+  uint64_t foreign = atomic_load(&r->foreign_seq);
   for (int i = 0; rc == 0 && i < n; i++) {
     outcome *o = &w->out[i];
     eddy_job *j = o->job;
@@ -1044,10 +1062,11 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
       for (int k = 0; k < o->nreads && rc == 0; k++) {
         read_rec *rr = &w->reads[o->first_read + k];
         if (atomic_load_explicit(&w->defs[rr->consumer].slot_seq[rr->slot],
-                                 memory_order_acquire) <= rr->as_of)
+                                 memory_order_acquire) <= rr->as_of && foreign <= rr->as_of)
           continue;
-        /* The slot was written since: by this key, or by another key that
-         * shares the slot.  Compare the value itself. */
+        /* The slot was written since (by this key, or by another key that
+         * shares the slot), or another process committed: compare the
+         * value itself. */
         int got = eddy_state_get(s, w->defs[rr->consumer].store_id, rr->key,
                                  rr->key_len, &w->scratch);
         if (got < 0) { rc = got; break; }
