@@ -4,8 +4,10 @@
 #include "kafka.h"
 #include "errors.h"
 #include "headers.h"
+#include "store.h"
 #include "uuid.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #define TIMEOUT_MS 10000        /* metadata, admin and watermark requests */
 #define DELIVERY_TIMEOUT_MS 60000
 #define ID_HEADER "eddy-id"
+#define ERROR_LOG_MS 10000
 
 struct eddy_kafka {
   eddy_kafka_owner owner;       /* first: the opaque of k's own clients */
@@ -27,6 +30,10 @@ struct eddy_kafka {
   char errmsg[512];
   char last_error[256];         /* the last error a client reported */
   int debug;                    /* librdkafka's `debug` property is set */
+  pthread_mutex_t mu;           /* last_error and the error log's memory */
+  int log_errors;
+  char logged[256];             /* the last error logged, and when */
+  int64_t logged_at;
 };
 
 static int fail(eddy_kafka *k, int code, const char *fmt, ...)
@@ -93,10 +100,33 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 static rd_kafka_conf_t *new_conf(eddy_kafka *k, char *err, size_t errlen);
 
+/* Errors the clients report (librdkafka's threads): kept for the one-line
+ * failures of the command line, and logged by `eddy run` (log_errors), at
+ * most once per ERROR_LOG_MS for a repeated text.  librdkafka reconnects
+ * with backoff by itself; these say why it is doing so. */
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
   (void)rk;
   eddy_kafka *k = ((eddy_kafka_owner *)opaque)->kafka;
-  snprintf(k->last_error, sizeof k->last_error, "%s", reason ? reason : rd_kafka_err2str(err));
+  const char *text = reason ? reason : rd_kafka_err2str(err);
+  pthread_mutex_lock(&k->mu);
+  snprintf(k->last_error, sizeof k->last_error, "%s", text);
+  int64_t now = eddy_now_ms();
+  int say = k->log_errors &&
+            (strcmp(k->logged, text) != 0 || now - k->logged_at >= ERROR_LOG_MS);
+  if (say) {
+    snprintf(k->logged, sizeof k->logged, "%s", text);
+    k->logged_at = now;
+  }
+  pthread_mutex_unlock(&k->mu);
+  if (say)
+    eddy_logf(err == RD_KAFKA_RESP_ERR__FATAL ? "ERROR" : "WARN",
+              "kafka: %s (reconnecting with backoff)", text);
+}
+
+void eddy_kafka_log_errors(eddy_kafka *k, int on) {
+  pthread_mutex_lock(&k->mu);
+  k->log_errors = on;
+  pthread_mutex_unlock(&k->mu);
 }
 
 rd_kafka_conf_t *eddy_kafka_conf(eddy_kafka *k, char *err, size_t errlen) {
@@ -139,6 +169,7 @@ int eddy_kafka_open(const char *broker, const char *const *props, eddy_kafka **o
   eddy_kafka *k = calloc(1, sizeof *k);
   if (!k) { snprintf(err, errlen, "out of memory"); return -1; }
   k->owner.kafka = k;
+  pthread_mutex_init(&k->mu, NULL);
   if (eddy_kafka_bootstrap(broker, k->bootstrap, sizeof k->bootstrap, err, errlen) != 0) {
     free(k);
     return -1;
@@ -171,6 +202,7 @@ void eddy_kafka_close(eddy_kafka *k) {
   }
   for (char **p = k->props; p && *p; p++) free(*p);
   free(k->props);
+  pthread_mutex_destroy(&k->mu);
   free(k);
 }
 

@@ -44,6 +44,11 @@ struct rd_kafka_conf_s;
  * property is set.  A caller setting its own opaque starts it with an
  * eddy_kafka_owner.  NULL with err. */
 struct rd_kafka_conf_s *eddy_kafka_conf(eddy_kafka *k, char *err, size_t errlen);
+/* With on, errors the clients report (a broker down, a connection
+ * refused) are logged as warnings, a repeated one at most every 10 s;
+ * `eddy run` turns this on, the command line keeps them for its own
+ * one-line failures. */
+void eddy_kafka_log_errors(eddy_kafka *k, int on);
 /* 1 when the user set librdkafka property name (eddy_kafka_open's props). */
 int eddy_kafka_has_prop(const eddy_kafka *k, const char *name);
 /* The last error a client of k reported (connection refused ...), or "". */

@@ -866,6 +866,7 @@ int eddy_run(const eddy_run_options *o) {
     eddy_app_free(&a);
     goto out;
   }
+  if (r->kafka) eddy_kafka_log_errors(r->kafka, 1);
   eddy_store_options so = { 1, 0 };
   if (eddy_store_open(r->data_dir, &so, &r->store, err, sizeof err) != 0) {
     fprintf(stderr, "eddy run: %s\n", err);

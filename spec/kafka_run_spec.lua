@@ -337,4 +337,94 @@ return eddy.consumer {
     assert.same({}, twice)
     assert.equal(total, #events)
   end)
+
+  it("waits out a broker restart in the middle of a run: nothing lost, nothing twice", function()
+    local names = { IN = fresh("orders"), OUT = fresh("counted"), NAME = fresh("counter") }
+    local app = make_app(names, { count = [[
+local eddy = require "eddy"
+return eddy.consumer {
+  name = "$NAME",
+  topics = { "$IN" },
+  handle = function(msg, ctx)
+    local x = 0
+    for i = 1, 100000 do x = x + i % 7 end
+    local v = msg:json()
+    v.work = x
+    local last = ctx.state:get("last:" .. v.k) or 0
+    if last ~= v.seq - 1 then ctx.state:set("violation:" .. v.k .. ":" .. v.seq, last) end
+    ctx.state:set("last:" .. v.k, v.seq)
+    ctx.state:set("n:" .. v.k, (ctx.state:get("n:" .. v.k) or 0) + 1)
+    ctx:emit("$OUT", { key = v.k, value = msg.id })
+  end,
+}
+]] })
+    kafka({ "topic", "create", names.IN, "--partitions", "4" })
+    local KEYS, PER_KEY = 20, 200
+    local function produce(from, to)
+      local lines = {}
+      for seq = from, to do
+        for k = 1, KEYS do
+          lines[#lines + 1] = "k" .. k .. "\t" .. cjson.encode({ k = "k" .. k, seq = seq })
+        end
+      end
+      kafka({ "produce", names.IN, "-K", "\t" }, { stdin = table.concat(lines, "\n") .. "\n" })
+    end
+    -- Messages handled so far (0 until eddy made its store).
+    local function handled()
+      local r = H.run({ "--data", app.data, "state", "list", names.NAME, "--json" })
+      local n = 0
+      for _, o in ipairs(r.code == 0 and json_lines(r.out) or {}) do
+        if o.key:match("^n:") then n = n + o.value end
+      end
+      return n
+    end
+    produce(1, PER_KEY // 2)
+    local h = H.spawn({ "run", app.file })
+    defer(function() H.cleanup(h) end)
+    H.wait_until(function() return handled() > 0 end, 45, "the first messages to be handled")
+    -- The broker stops and starts again on the same log while eddy reads,
+    -- handles and relays.
+    local kafka_sh = (os.getenv("EDDY_ROOT") or ".") .. "/tools/kafka/kafka.sh"
+    local before = handled()
+    local r = H.exec({ "env", "-u", "LD_PRELOAD", "sh", kafka_sh, "restart" })
+    assert.equal(0, r.code, r.out .. r.err)
+    print(string.format("# broker restarted with %d of %d messages handled, %d after",
+                        before, KEYS * PER_KEY // 2, handled()))
+    produce(PER_KEY // 2 + 1, PER_KEY)
+    local total = KEYS * PER_KEY
+    H.wait_until(function() return handled() == total end, 120, "every message to be handled")
+    -- Every event reaches Kafka once the relay is through.
+    local events
+    H.wait_until(function()
+      events = json_lines(kafka({ "tail", names.OUT, "--from-beginning", "--json" }))
+      return #events >= total
+    end, 60, "every event on Kafka")
+    assert.is_true(H.kill(h.pid, "TERM"))
+    assert.equal(0, H.wait_exit(h, 30))
+    local log = H.read(h.err) or ""
+    assert.truthy(log:find("WARN  kafka: [^\n]*brokers are down"), log)
+    local s = summary(log)
+    -- Handlers never saw the broker's trouble: no failures, no retries.
+    assert.same({ handled = total, retried = 0, quarantined = 0 },
+                { handled = s.handled, retried = s.retried, quarantined = s.quarantined })
+
+    local st = state(app, names.NAME)
+    local violations, counts = {}, {}
+    for key, v in pairs(st) do
+      if key:match("^violation:") then violations[key] = v end
+      local k = key:match("^n:(.*)$")
+      if k then counts[k] = v end
+    end
+    assert.same({}, violations)
+    local want = {}
+    for k = 1, KEYS do want["k" .. k] = PER_KEY end
+    assert.same(want, counts)
+    local ids, twice = {}, {}
+    for _, e in ipairs(events) do
+      if ids[e.id] then twice[#twice + 1] = e.id end
+      ids[e.id] = true
+    end
+    assert.same({}, twice)
+    assert.equal(total, #events)
+  end)
 end)

@@ -1,8 +1,9 @@
 #!/bin/sh
-# kafka.sh up|down|status: a single-node Apache Kafka broker (KRaft, one
+# kafka.sh up|down|restart|status: a single-node Apache Kafka broker (KRaft, one
 # combined broker and controller) on 127.0.0.1:9092 for eddy's Kafka specs
 # and make bench-kafka.  The jars come from Maven Central (tools/kafka/
-# pom.xml) into .cache/kafka/libs, once; each `up` starts from an empty log.
+# pom.xml) into .cache/kafka/libs, once; each `up` starts from an empty log,
+# `restart` keeps it.
 set -e
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE="$ROOT/tools/kafka"
@@ -38,17 +39,8 @@ ready() {
   kcat -b "$BOOTSTRAP" -L -m 2 >/dev/null 2>&1
 }
 
-up() {
-  if running && ready; then echo "kafka: already up on $BOOTSTRAP"; return 0; fi
-  if running; then down; fi
-  fetch
-  rm -rf "$RUN"
-  mkdir -p "$RUN/data"
-  cp "$HERE/server.properties" "$RUN/server.properties"
-  echo "log.dirs=$RUN/data" >> "$RUN/server.properties"
-  id=$(jrun kafka.tools.StorageTool random-uuid)
-  jrun kafka.tools.StorageTool format -t "$id" -c "$RUN/server.properties" > "$RUN/format.log" 2>&1 \
-    || { echo "kafka: formatting the log failed:" >&2; cat "$RUN/format.log" >&2; exit 1; }
+# Starts the broker on the log in $RUN and waits until it answers.
+start() {
   # setsid: the broker outlives the make that started it, not its signals.
   setsid java -Xmx512m -cp "$LIBS/*" -Dlog4j2.configurationFile="$HERE/log4j2.properties" \
     -Dkafka.logs.dir="$RUN" kafka.Kafka "$RUN/server.properties" \
@@ -73,6 +65,20 @@ up() {
   echo "kafka: up on $BOOTSTRAP (pid $(cat "$PIDFILE"))"
 }
 
+up() {
+  if running && ready; then echo "kafka: already up on $BOOTSTRAP"; return 0; fi
+  if running; then down; fi
+  fetch
+  rm -rf "$RUN"
+  mkdir -p "$RUN/data"
+  cp "$HERE/server.properties" "$RUN/server.properties"
+  echo "log.dirs=$RUN/data" >> "$RUN/server.properties"
+  id=$(jrun kafka.tools.StorageTool random-uuid)
+  jrun kafka.tools.StorageTool format -t "$id" -c "$RUN/server.properties" > "$RUN/format.log" 2>&1 \
+    || { echo "kafka: formatting the log failed:" >&2; cat "$RUN/format.log" >&2; exit 1; }
+  start
+}
+
 down() {
   if ! running; then rm -f "$PIDFILE"; return 0; fi
   pid=$(cat "$PIDFILE")
@@ -87,9 +93,18 @@ down() {
   echo "kafka: down"
 }
 
+# Stops the broker and starts it again on the same log: topics, messages
+# and group offsets stay (the Kafka specs' broker restart).
+restart() {
+  [ -f "$RUN/server.properties" ] || { echo "kafka: no broker to restart (run up first)" >&2; exit 1; }
+  down
+  start
+}
+
 case "$1" in
   up) up ;;
+  restart) restart ;;
   down) down ;;
   status) if running && ready; then echo "kafka: up on $BOOTSTRAP"; else echo "kafka: down"; exit 1; fi ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|restart|status" >&2; exit 2 ;;
 esac
