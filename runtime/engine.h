@@ -157,11 +157,10 @@ struct eddy_runner {
   struct eddy_ksource *ksource;
   int workers_gone;             /* eddy_worker_stop ran for every worker */
   int64_t relay_warned;         /* when the relay last logged a failure */
+  struct eddy_krelay *krelay;   /* Kafka: the outbox relay (krelay.h) */
   int relay_fd;                 /* Kafka: the outbox relay's lock, -1: not held */
   int64_t relay_tried;          /* when this process last tried to take it */
   int relay_waiting;            /* another process held it */
-  char **known;                 /* Kafka topics the relay knows exist */
-  int nknown;
   int app_workers;              /* the app's worker count as started */
   struct eddy_reloader *reloader; /* reload.c */
   int nworkers;

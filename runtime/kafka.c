@@ -208,7 +208,12 @@ void eddy_kafka_close(eddy_kafka *k) {
 
 /* ---- producing -------------------------------------------------------------- */
 
+/* A message's opaque: a delivery (eddy_kafka_produce waits for each) or
+ * a ticket (eddy_kafka_send counts them); both start with the tag. */
+enum { DELIVERY = 1, TICKET = 2 };
+
 typedef struct delivery {
+  int tag;
   eddy_produced *out;
   rd_kafka_resp_err_t err;
   int done;
@@ -217,8 +222,15 @@ typedef struct delivery {
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
   (void)opaque;
+  if (!m->_private) return;
+  if (*(int *)m->_private == TICKET) {
+    eddy_kafka_ticket *t = m->_private;
+    t->outstanding--;
+    if (m->err && t->failed++ == 0)
+      snprintf(t->error, sizeof t->error, "%s", rd_kafka_err2str(m->err));
+    return;
+  }
   delivery *d = m->_private;
-  if (!d) return;
   d->err = m->err;
   d->done = 1;
   if (!m->err) {
@@ -257,6 +269,40 @@ static int64_t now_ms(void) {
   return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+/* Queues one record (its id first, in header eddy-id); copies
+ * everything.  librdkafka's error, RD_KAFKA_RESP_ERR__QUEUE_FULL included. */
+static rd_kafka_resp_err_t send_one(rd_kafka_t *rk, const char *topic, const eddy_record *r,
+                                    const char *id, int64_t timestamp, void *opaque) {
+  rd_kafka_headers_t *h = rd_kafka_headers_new(r->nheaders + 1);
+  rd_kafka_header_add(h, ID_HEADER, -1, id, (ssize_t)strlen(id));
+  if (r->headers_raw) {
+    size_t pos = 0;
+    eddy_header e;
+    while (eddy_headers_next(r->headers_raw, r->headers_raw_len, &pos, &e) == 1)
+      rd_kafka_header_add(h, e.name, (ssize_t)e.name_len, e.value, (ssize_t)e.value_len);
+  } else {
+    for (size_t j = 0; j < r->nheaders; j++)
+      rd_kafka_header_add(h, r->headers[j].name, (ssize_t)r->headers[j].name_len,
+                          r->headers[j].value, (ssize_t)r->headers[j].value_len);
+  }
+  rd_kafka_resp_err_t e = rd_kafka_producev(
+    rk, RD_KAFKA_V_TOPIC(topic),
+    RD_KAFKA_V_PARTITION(r->partition >= 0 ? r->partition : RD_KAFKA_PARTITION_UA),
+    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+    RD_KAFKA_V_KEY(r->has_key ? r->key : NULL, r->has_key ? r->key_len : 0),
+    RD_KAFKA_V_VALUE((void *)r->value, r->value_len),
+    RD_KAFKA_V_TIMESTAMP(timestamp), RD_KAFKA_V_HEADERS(h),
+    RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+  if (e) rd_kafka_headers_destroy(h);   /* owned by the message once queued */
+  return e;
+}
+
+static int send_failed(eddy_kafka *k, const char *topic, rd_kafka_resp_err_t e) {
+  return fail(k, e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+                 e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ? EDDY_ENOENT : EDDY_EIO,
+              "producing to topic '%s': %s", topic, rd_kafka_err2str(e));
+}
+
 int eddy_kafka_produce(eddy_kafka *k, const char *topic, const eddy_record *recs, size_t n,
                        eddy_produced *out) {
   rd_kafka_t *rk = producer(k);
@@ -272,39 +318,14 @@ int eddy_kafka_produce(eddy_kafka *k, const char *topic, const eddy_record *recs
     if (r->id && r->id_len) snprintf(o->id, sizeof o->id, "%.*s", (int)r->id_len, r->id);
     else eddy_uuid_v7(o->id);
     o->timestamp = r->timestamp > 0 ? r->timestamp : now_ms();
+    d[i].tag = DELIVERY;
     d[i].out = o;
-    rd_kafka_headers_t *h = rd_kafka_headers_new(r->nheaders + 1);
-    rd_kafka_header_add(h, ID_HEADER, -1, o->id, (ssize_t)strlen(o->id));
-    if (r->headers_raw) {
-      size_t pos = 0;
-      eddy_header e;
-      while (eddy_headers_next(r->headers_raw, r->headers_raw_len, &pos, &e) == 1)
-        rd_kafka_header_add(h, e.name, (ssize_t)e.name_len, e.value, (ssize_t)e.value_len);
-    } else {
-      for (size_t j = 0; j < r->nheaders; j++)
-        rd_kafka_header_add(h, r->headers[j].name, (ssize_t)r->headers[j].name_len,
-                            r->headers[j].value, (ssize_t)r->headers[j].value_len);
-    }
-    for (;;) {
-      rd_kafka_resp_err_t e = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(topic),
-        RD_KAFKA_V_PARTITION(r->partition >= 0 ? r->partition : RD_KAFKA_PARTITION_UA),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(r->has_key ? r->key : NULL, r->has_key ? r->key_len : 0),
-        RD_KAFKA_V_VALUE((void *)r->value, r->value_len),
-        RD_KAFKA_V_TIMESTAMP(o->timestamp), RD_KAFKA_V_HEADERS(h),
-        RD_KAFKA_V_OPAQUE(&d[i]), RD_KAFKA_V_END);
-      if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) { rd_kafka_poll(rk, 100); continue; }
-      if (e) {
-        rd_kafka_headers_destroy(h);
-        rc = fail(k, e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-                       e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ? EDDY_ENOENT : EDDY_EIO,
-                  "producing to topic '%s': %s", topic, rd_kafka_err2str(e));
-      } else {
-        sent++;
-      }
-      break;
-    }
+    rd_kafka_resp_err_t e;
+    while ((e = send_one(rk, topic, r, o->id, o->timestamp, &d[i])) ==
+           RD_KAFKA_RESP_ERR__QUEUE_FULL)
+      rd_kafka_poll(rk, 100);
+    if (e) rc = send_failed(k, topic, e);
+    else sent++;
     rd_kafka_poll(rk, 0);
   }
   /* Wait for every report of what was sent, even after a failure: the
@@ -330,6 +351,45 @@ int eddy_kafka_produce(eddy_kafka *k, const char *topic, const eddy_record *recs
   }
   free(d);
   return rc;
+}
+
+int eddy_kafka_send(eddy_kafka *k, const char *topic, const eddy_record *recs, size_t n,
+                    eddy_kafka_ticket *t) {
+  rd_kafka_t *rk = producer(k);
+  if (!rk) return EDDY_EIO;
+  t->tag = TICKET;
+  size_t i = 0;
+  for (; i < n; i++) {
+    const eddy_record *r = &recs[i];
+    char id[EDDY_MAX_ID_LEN + 1];
+    if (r->id && r->id_len) snprintf(id, sizeof id, "%.*s", (int)r->id_len, r->id);
+    else eddy_uuid_v7(id);
+    rd_kafka_resp_err_t e =
+      send_one(rk, topic, r, id, r->timestamp > 0 ? r->timestamp : now_ms(), t);
+    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
+    if (e) return send_failed(k, topic, e);
+    t->outstanding++;
+  }
+  return (int)i;
+}
+
+void eddy_kafka_serve(eddy_kafka *k, int timeout_ms) {
+  if (k->producer) rd_kafka_poll(k->producer, timeout_ms);
+}
+
+void eddy_kafka_purge(eddy_kafka *k) {
+  if (!k->producer) return;
+  rd_kafka_purge(k->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  rd_kafka_poll(k->producer, 0);
+}
+
+int eddy_kafka_wake_on_reports(eddy_kafka *k, int fd) {
+  rd_kafka_t *rk = producer(k);
+  if (!rk) return EDDY_EIO;
+  rd_kafka_queue_t *q = rd_kafka_queue_get_main(rk);
+  rd_kafka_queue_io_event_enable(q, fd, "1", 1);
+  rd_kafka_queue_destroy(q);
+  return 0;
 }
 
 /* ---- topics ------------------------------------------------------------------ */

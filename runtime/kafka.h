@@ -91,4 +91,28 @@ int eddy_kafka_fetch(eddy_kafka *k, const char *topic, int partition, int64_t fr
 int eddy_kafka_produce(eddy_kafka *k, const char *topic, const eddy_record *recs, size_t n,
                        eddy_produced *out);
 
+/* Sending without waiting (the outbox relay of `eddy run`).  A ticket
+ * counts the records sent and not yet reported, and the failures; it must
+ * live until outstanding is 0. */
+typedef struct eddy_kafka_ticket {
+  int tag;                      /* set by eddy_kafka_send */
+  int64_t outstanding;          /* sent, no delivery report yet */
+  int64_t failed;               /* reports with an error */
+  char error[256];              /* the first one's */
+} eddy_kafka_ticket;
+/* Queues records for topic with the idempotent producer, as
+ * eddy_kafka_produce does, without waiting.  Returns how many were queued
+ * (fewer than n when librdkafka's queue is full: send the rest later), or
+ * a negative code with the message in eddy_kafka_errmsg. */
+int eddy_kafka_send(eddy_kafka *k, const char *topic, const eddy_record *recs, size_t n,
+                    eddy_kafka_ticket *t);
+/* Serves delivery reports (updating tickets), waiting up to timeout_ms
+ * for one. */
+void eddy_kafka_serve(eddy_kafka *k, int timeout_ms);
+/* Drops what is queued or in flight; their reports come with an error. */
+void eddy_kafka_purge(eddy_kafka *k);
+/* Makes librdkafka write to fd when delivery reports wait to be served
+ * (for an event loop).  0 or a negative code. */
+int eddy_kafka_wake_on_reports(eddy_kafka *k, int fd);
+
 #endif

@@ -137,38 +137,48 @@ int eddy_outbox_relay(eddy_store *s, int max, int default_partitions,
   return rc;
 }
 
-int eddy_outbox_relay_to(eddy_store *s, int max, eddy_outbox_publish fn, void *ud,
-                         uv_mutex_t *write_mu, int64_t *relayed) {
+int eddy_outbox_read(eddy_store *s, int max, eddy_outbox_rows *out) {
+  memset(out, 0, sizeof *out);
   row *rows;
   size_t n;
   int64_t last;
   int rc = read_rows(s, max, &rows, &n, &last);
-  size_t sent = 0;
-  for (size_t i = 0; rc == 0 && i < n;) {
-    size_t j = i + 1;
-    while (j < n && strcmp(rows[j].topic, rows[i].topic) == 0) j++;
-    eddy_record *recs = malloc((j - i) * sizeof *recs);
-    if (!recs) { rc = eddy_store_seterr(s, EDDY_ENOMEM, "out of memory"); break; }
-    for (size_t k = i; k < j; k++) recs[k - i] = rows[k].rec;
-    rc = fn(ud, rows[i].topic, recs, j - i);
-    free(recs);
-    if (rc == 0) sent = j;
-    i = j;
+  if (rc == 0 && n) {
+    out->topics = malloc(n * sizeof *out->topics);
+    out->recs = malloc(n * sizeof *out->recs);
+    if (!out->topics || !out->recs) rc = eddy_store_seterr(s, EDDY_ENOMEM, "out of memory");
   }
-  /* What was published goes, even when a later run failed: the failed
-   * rows stay first in line. */
-  if (sent) {
-    int64_t upto = rows[sent - 1].seq;
-    uv_mutex_lock(write_mu);
-    int wrc = eddy_store_begin(s);
-    if (wrc == 0) wrc = clear_upto(s, upto);
-    if (wrc == 0) wrc = eddy_store_commit(s);
-    else eddy_store_rollback(s);
-    uv_mutex_unlock(write_mu);
-    if (wrc == 0 && relayed) *relayed += (int64_t)sent;
-    if (rc == 0) rc = wrc;
+  if (rc) {
+    free(out->topics);
+    free(out->recs);
+    free_rows(rows, n);
+    memset(out, 0, sizeof *out);
+    return rc;
   }
-  free_rows(rows, n);
+  for (size_t i = 0; i < n; i++) {
+    out->topics[i] = rows[i].topic;
+    out->recs[i] = rows[i].rec;
+  }
+  out->n = n;
+  out->last = last;
+  out->priv = rows;
+  return 0;
+}
+
+void eddy_outbox_rows_free(eddy_outbox_rows *rows) {
+  if (rows->priv) free_rows(rows->priv, rows->n);
+  free(rows->topics);
+  free(rows->recs);
+  memset(rows, 0, sizeof *rows);
+}
+
+int eddy_outbox_clear(eddy_store *s, int64_t upto, uv_mutex_t *write_mu) {
+  uv_mutex_lock(write_mu);
+  int rc = eddy_store_begin(s);
+  if (rc == 0) rc = clear_upto(s, upto);
+  if (rc == 0) rc = eddy_store_commit(s);
+  else eddy_store_rollback(s);
+  uv_mutex_unlock(write_mu);
   return rc;
 }
 

@@ -26,18 +26,23 @@
 int eddy_outbox_relay(eddy_store *s, int max, int default_partitions,
                       int64_t *relayed);
 
-/* Publishes a run of records of one topic elsewhere (Kafka), waiting
- * until they are acknowledged.  0 or a negative code. */
-typedef int (*eddy_outbox_publish)(void *ud, const char *topic, const eddy_record *recs,
-                                   size_t n);
-/* Relays to a broker outside the store: reads up to max rows, oldest
- * first, hands runs of one topic to fn, then deletes what fn published in
- * a transaction of its own, under write_mu (only the delete holds it: a
- * slow broker never blocks the store).  A crash between fn and the delete
- * publishes those rows again: duplicates with the same ids.  Adds the rows
- * relayed to *relayed. */
-int eddy_outbox_relay_to(eddy_store *s, int max, eddy_outbox_publish fn, void *ud,
-                         uv_mutex_t *write_mu, int64_t *relayed);
+/* The relay to a broker outside the store (Kafka, krelay.c) reads rows,
+ * publishes them, and deletes them once acknowledged, each delete a
+ * transaction of its own under write_mu (a slow broker never holds the
+ * store).  A crash between the acknowledgement and the delete publishes
+ * those rows again: duplicates with the same ids. */
+typedef struct eddy_outbox_rows {
+  size_t n;
+  const char **topics;          /* row i's topic */
+  eddy_record *recs;            /* row i's record (id, key, value, headers) */
+  int64_t last;                 /* the highest seq read */
+  void *priv;
+} eddy_outbox_rows;
+/* Reads up to max rows, oldest first.  0 or a negative code. */
+int eddy_outbox_read(eddy_store *s, int max, eddy_outbox_rows *out);
+void eddy_outbox_rows_free(eddy_outbox_rows *rows);
+/* Deletes the rows up to seq upto. */
+int eddy_outbox_clear(eddy_store *s, int64_t upto, uv_mutex_t *write_mu);
 /* Adds a record (its id, key, value and encoded headers) for topic, in
  * the open transaction. */
 int eddy_outbox_add(eddy_store *s, const char *topic, const eddy_record *r, int64_t now);

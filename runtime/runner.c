@@ -16,6 +16,7 @@
  */
 #include "runner.h"
 #include "kafka.h"
+#include "krelay.h"
 #include "ksource.h"
 #include "app.h"
 #include "control.h"
@@ -47,6 +48,7 @@
 #define MAX_QUEUED_PER_WORKER 20000
 #define POLL_MS 20
 #define RELAY_BATCH 2000
+#define FINAL_RELAY_MS 5000      /* Kafka: how long a stop waits for the relay */
 #define HOUSEKEEPING_MS 3600000
 
 void eddy_runner_fatal(eddy_runner *r, const char *fmt, ...) {
@@ -485,30 +487,11 @@ static void schedule_again(eddy_runner *r) {
 
 /* ---- relay, watermarks, drain ---------------------------------------------------- */
 
-/* The outbox relay's publisher on Kafka: waits for the acknowledgements. */
-static int kafka_publish(void *ud, const char *topic, const eddy_record *recs, size_t n) {
-  eddy_runner *r = ud;
-  /* A topic emitted to for the first time is made with one partition, as
-   * on the embedded log (topics the app declares exist already). */
-  int known = 0;
-  for (int i = 0; i < r->nknown && !known; i++) known = strcmp(r->known[i], topic) == 0;
-  if (!known) {
-    int np, created = 0;
-    eddy_topic_config c;
-    eddy_topic_config_init(&c);
-    int rc = eddy_kafka_topic_partitions(r->kafka, topic, &np);
-    if (rc == EDDY_ENOENT) rc = eddy_kafka_topic_create(r->kafka, topic, &c, 1, &created);
-    if (rc) return rc;
-    if (created) eddy_logf("INFO", "created topic '%s' with 1 partition on Kafka", topic);
-    char **k = realloc(r->known, (size_t)(r->nknown + 1) * sizeof *k);
-    if (k && (k[r->nknown] = strdup(topic))) { r->known = k; r->nknown++; }
-    else if (k) r->known = k;
-  }
-  eddy_produced *out = malloc((n + 1) * sizeof *out);
-  if (!out) return EDDY_ENOMEM;
-  int rc = eddy_kafka_produce(r->kafka, topic, recs, n, out);
-  free(out);
-  return rc;
+static void count_relayed(eddy_runner *r, int64_t total) {
+  if (!total) return;
+  atomic_fetch_add(&r->n.relayed, total);
+  int64_t p = atomic_fetch_sub(&r->outbox_pending, total) - total;
+  if (p < 0) atomic_store(&r->outbox_pending, 0);
 }
 
 /* On Kafka, instances sharing a data directory share its outbox: one of
@@ -536,30 +519,18 @@ static int relay_lease(eddy_runner *r) {
 static int relay(eddy_runner *r) {
   int64_t total = 0;
   if (r->kafka) {
-    if (!relay_lease(r)) return 0;
-    /* A broker that is down is waited out: the rows stay, and the next
-     * tick tries again. */
-    for (;;) {
-      int64_t n = 0;
-      int rc = eddy_outbox_relay_to(r->store, RELAY_BATCH, kafka_publish, r, &r->write_mu, &n);
-      total += n;
-      if (rc) {
-        int64_t now = eddy_now_ms();
-        if (now - r->relay_warned > 10000) {
-          r->relay_warned = now;
-          eddy_logf("WARN", "outbox relay: %s (will retry)",
-                    rc == EDDY_ESTORE || rc == EDDY_ENOMEM ? eddy_store_errmsg(r->store)
-                                                           : eddy_kafka_errmsg(r->kafka));
-        }
-        break;
+    /* Never waits for the broker (krelay.h): a broker that is down keeps
+     * the batch in flight, and the runner goes on. */
+    if (!r->krelay || !relay_lease(r)) return 0;
+    int rc = eddy_krelay_step(r->krelay, &total);
+    if (rc) {
+      int64_t now = eddy_now_ms();
+      if (now - r->relay_warned > 10000) {
+        r->relay_warned = now;
+        eddy_logf("WARN", "outbox relay: %s (will retry)", eddy_store_errmsg(r->store));
       }
-      if (n < RELAY_BATCH) break;
     }
-    if (total) {
-      atomic_fetch_add(&r->n.relayed, total);
-      int64_t p = atomic_fetch_sub(&r->outbox_pending, total) - total;
-      if (p < 0) atomic_store(&r->outbox_pending, 0);
-    }
+    count_relayed(r, total);
     return 0;
   }
   for (;;) {
@@ -579,9 +550,7 @@ static int relay(eddy_runner *r) {
     if (n < RELAY_BATCH) break;
   }
   if (total) {
-    atomic_fetch_add(&r->n.relayed, total);
-    int64_t p = atomic_fetch_sub(&r->outbox_pending, total) - total;
-    if (p < 0) atomic_store(&r->outbox_pending, 0);
+    count_relayed(r, total);
     /* Consumers may follow the topics just written. */
     for (int i = 0; i < r->ncursors; i++) r->cursors[i]->caught_up = 0;
   }
@@ -638,7 +607,11 @@ static void tick(eddy_runner *r) {
   if (r->failed || r->stopping) { uv_stop(r->loop); return; }
   if (r->reloader) eddy_reloader_tick(r->reloader);
   if (r->ksource) eddy_ksource_commit(r->ksource);
-  if (atomic_load(&r->outbox_pending) > 0 && relay(r) != 0) { uv_stop(r->loop); return; }
+  if ((atomic_load(&r->outbox_pending) > 0 || (r->krelay && eddy_krelay_busy(r->krelay))) &&
+      relay(r) != 0) {
+    uv_stop(r->loop);
+    return;
+  }
   pump(r);
   if (r->drain && !r->again_on && drained(r)) {
     r->stopping = 1;
@@ -719,9 +692,8 @@ static void free_runner(eddy_runner *r) {
   free(r->app_dir);
   free(r->app_file);
   eddy_store_close(r->store);
+  eddy_krelay_free(r->krelay);
   eddy_kafka_close(r->kafka);
-  for (int i = 0; i < r->nknown; i++) free(r->known[i]);
-  free(r->known);
 }
 
 static void close_cb(uv_handle_t *h) { (void)h; }
@@ -832,6 +804,20 @@ fail:
   return -1;
 }
 
+/* The Kafka relay, knowing the topics that exist: those consumers read and
+ * their dead-letter topics (kafka_topics made them). */
+static int start_relay(eddy_runner *r, char *err, size_t errlen) {
+  if (eddy_krelay_start(r, &r->krelay, err, errlen) != 0) return -1;
+  for (int i = 0; i < r->nconsumers; i++) {
+    const eddy_consumer_def *c = &r->consumers[i];
+    for (int t = 0; t < c->ntopics; t++) {
+      eddy_krelay_known(r->krelay, c->topics[t]);
+      eddy_krelay_known(r->krelay, c->dlq_topics[t]);
+    }
+  }
+  return 0;
+}
+
 int eddy_run(const eddy_run_options *o) {
   eddy_runner rr;
   eddy_runner *r = &rr;
@@ -923,6 +909,12 @@ int eddy_run(const eddy_run_options *o) {
     snprintf(r->fatal, sizeof r->fatal, "%.500s", err);
   }
 
+  if (r->kafka && !r->stopping && start_relay(r, err, sizeof err) != 0) {
+    eddy_logf("ERROR", "eddy run: %s", err);
+    r->stopping = 1;
+    r->failed = 1;
+    snprintf(r->fatal, sizeof r->fatal, "%.500s", err);
+  }
   /* Outbox rows left by an earlier run go first. */
   atomic_store(&r->outbox_pending, 1);
   tick(r);
@@ -933,9 +925,17 @@ int eddy_run(const eddy_run_options *o) {
   r->workers_gone = 1;
   if (!r->failed) {
     flush_watermarks(r);
-    relay(r);
+    if (!r->kafka) {
+      relay(r);
+    } else if (r->krelay && relay_lease(r)) {
+      int64_t n = 0;
+      if (eddy_krelay_finish(r->krelay, FINAL_RELAY_MS, &n) != 0)
+        eddy_logf("WARN", "outbox relay: %s", eddy_store_errmsg(r->store));
+      count_relayed(r, n);
+    }
   }
   eddy_ksource_stop(r->ksource);
+  eddy_krelay_stop(r->krelay);
   uv_close((uv_handle_t *)&r->poll, close_cb);
   uv_close((uv_handle_t *)&r->housekeeping, close_cb);
   uv_close((uv_handle_t *)&r->again, close_cb);
