@@ -114,8 +114,13 @@ int eddy_cli_int(const eddy_cli_args *a, const char *name, int64_t min,
 }
 
 int eddy_cli_kafka(const eddy_cli_args *a, eddy_kafka **k) {
+  return eddy_cli_kafka_or(a, NULL, k);
+}
+
+int eddy_cli_kafka_or(const eddy_cli_args *a, const char *fallback, eddy_kafka **k) {
   *k = NULL;
   const char *broker = eddy_cli_value(a, "broker");
+  if (!broker && fallback && *fallback) broker = fallback;
   const char *props[2 * 64 + 1];
   int n = 0;
   const char *p;

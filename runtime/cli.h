@@ -78,6 +78,9 @@ struct eddy_kafka;
  * *k; without, sets *k to NULL.  Returns 0, or an exit status after
  * printing why. */
 int eddy_cli_kafka(const eddy_cli_args *a, struct eddy_kafka **k);
+/* The same, with fallback (when not NULL or "") as the broker when no
+ * --broker is given. */
+int eddy_cli_kafka_or(const eddy_cli_args *a, const char *fallback, struct eddy_kafka **k);
 
 /* The data directory: --data, else $EDDY_DATA, else ./data. */
 const char *eddy_cli_data_dir(const eddy_cli_args *a);

@@ -5,6 +5,7 @@
 #include "buf.h"
 #include "errors.h"
 #include "headers.h"
+#include "kafka.h"
 #include "log.h"
 #include "quarantine.h"
 
@@ -232,6 +233,17 @@ static int run_replay(const eddy_cli_args *a) {
     return eddy_cli_usage_error(a, "give either IDs or --all, not both");
   eddy_store *s = eddy_cli_open(a, 0);
   if (!s) return EDDY_EXIT_FAIL;
+  /* The data directory of an app on Kafka remembers its broker: replays
+   * go there, not to the embedded log no one reads. */
+  char stored[1024];
+  if (eddy_store_meta_get(s, "broker", stored, sizeof stored) < 0) {
+    int rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(s));
+    eddy_store_close(s);
+    return rc;
+  }
+  eddy_kafka *k = NULL;
+  int krc = eddy_cli_kafka_or(a, stored, &k);
+  if (krc) { eddy_store_close(s); return krc; }
   struct seqs q = { NULL, 0, 0 };
   int rc = collect(a, s, &q);
   int dry = eddy_cli_flag(a, "dry-run");
@@ -243,16 +255,18 @@ static int run_replay(const eddy_cli_args *a) {
     }
     int p;
     int64_t off;
-    rc = eddy_dlq_replay(s, q.v[i], &p, &off);
+    rc = eddy_dlq_replay(s, k, q.v[i], &p, &off);
     if (rc == 0 && !bar) printf("replayed %" PRId64 " to partition %d offset %" PRId64 "\n",
                                 q.v[i], p, off);
     if (rc == 0 && bar) progress(i + 1, q.n);
   }
-  if (rc == 0) printf("%s %zu message%s\n", dry ? "would replay" : "replayed", q.n,
-                      q.n == 1 ? "" : "s");
+  if (rc == 0) printf("%s %zu message%s%s%s\n", dry ? "would replay" : "replayed", q.n,
+                      q.n == 1 ? "" : "s", k ? " on Kafka at " : "",
+                      k ? eddy_kafka_bootstrap_servers(k) : "");
   else rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(s));
   free(q.v);
   eddy_store_close(s);
+  eddy_kafka_close(k);
   return rc;
 }
 
@@ -260,6 +274,7 @@ static const eddy_cli_opt replay_opts[] = {
   { "all", 'a', NULL, "every quarantined message not replayed yet" },
   { "consumer", 'c', "C", "only consumer C's messages" },
   { "dry-run", 'n', NULL, "print what would be replayed, change nothing" },
+  EDDY_CLI_KAFKA_OPTS,
   { 0 }
 };
 
@@ -269,7 +284,8 @@ const eddy_cli_cmd eddy_cmd_dlq_replay = {
   "A replay produces the original message (id, key, value, headers) to its\n"
   "original topic again.  It keeps the message id, so consumers that\n"
   "handled the message already drop the copy: replaying twice handles it\n"
-  "once.\n",
+  "once.  The data directory of an app that runs on Kafka remembers its\n"
+  "broker, and replays go there (--broker and --kafka say otherwise).\n",
   replay_opts, 0, EDDY_CLI_MAX_POS, run_replay
 };
 

@@ -49,6 +49,8 @@ static int fail(eddy_kafka *k, int code, const char *fmt, ...) {
 const char *eddy_kafka_errmsg(const eddy_kafka *k) { return k->errmsg; }
 const char *eddy_kafka_last_error(const eddy_kafka *k) { return k->last_error; }
 
+const char *eddy_kafka_bootstrap_servers(const eddy_kafka *k) { return k->bootstrap; }
+
 int eddy_kafka_has_prop(const eddy_kafka *k, const char *name) {
   for (char **p = k->props; p && p[0] && p[1]; p += 2)
     if (strcmp(p[0], name) == 0) return 1;
@@ -339,8 +341,9 @@ int eddy_kafka_produce(eddy_kafka *k, const char *topic, const eddy_record *recs
       rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
       rd_kafka_flush(rk, 1000);
       if (rc == 0)
-        rc = fail(k, EDDY_ETIMEDOUT, "producing to topic '%s': no acknowledgement from "
-                  "the broker within %d s", topic, DELIVERY_TIMEOUT_MS / 1000);
+        rc = fail(k, EDDY_ETIMEDOUT, "producing to topic '%s': no acknowledgement from %s "
+                  "within %d s%s%s%s", topic, k->bootstrap, DELIVERY_TIMEOUT_MS / 1000,
+                  k->last_error[0] ? " (" : "", k->last_error, k->last_error[0] ? ")" : "");
       break;
     }
     rd_kafka_poll(rk, 100);

@@ -49,6 +49,8 @@ struct rd_kafka_conf_s *eddy_kafka_conf(eddy_kafka *k, char *err, size_t errlen)
  * `eddy run` turns this on, the command line keeps them for its own
  * one-line failures. */
 void eddy_kafka_log_errors(eddy_kafka *k, int on);
+/* k's HOST:PORT[,HOST:PORT...]. */
+const char *eddy_kafka_bootstrap_servers(const eddy_kafka *k);
 /* 1 when the user set librdkafka property name (eddy_kafka_open's props). */
 int eddy_kafka_has_prop(const eddy_kafka *k, const char *name);
 /* The last error a client of k reported (connection refused ...), or "". */

@@ -5,6 +5,7 @@
 #include "outbox.h"
 #include "errors.h"
 #include "headers.h"
+#include "kafka.h"
 #include "log.h"
 
 #include <inttypes.h>
@@ -205,6 +206,7 @@ int eddy_dlq_find(eddy_store *s, const char *ref, const char *consumer,
 
 struct replay_ctx {
   eddy_store *s;
+  eddy_kafka *k;
   int rc;
   int partition;
   int64_t offset;
@@ -217,14 +219,29 @@ static int replay_one(void *ud, const eddy_dlq_entry *e) {
   char topic[EDDY_MAX_TOPIC_NAME + 1];
   snprintf(topic, sizeof topic, "%s", e->topic);
   eddy_produced out;
-  int rc = eddy_log_produce(c->s, topic, &r, 1, &out);
+  int rc = 0;
+  if (c->k) {
+    /* Asking for the topic first fails at once, and clearly, when the
+     * cluster cannot be reached or lacks it. */
+    int np;
+    rc = eddy_kafka_topic_partitions(c->k, topic, &np);
+    if (rc == EDDY_ENOENT)
+      return c->rc = eddy_store_seterr(c->s, rc, "cannot replay %lld: its topic '%s' does "
+                                       "not exist on Kafka at %s", (long long)e->seq, topic,
+                                       eddy_kafka_bootstrap_servers(c->k));
+    if (rc == 0) rc = eddy_kafka_produce(c->k, topic, &r, 1, &out);
+    if (rc) eddy_store_seterr(c->s, rc, "%s", eddy_kafka_errmsg(c->k));
+  } else {
+    rc = eddy_log_produce(c->s, topic, &r, 1, &out);
+  }
   if (rc) return c->rc = rc;
   c->partition = out.partition;
   c->offset = out.offset;
   return 1;
 }
 
-int eddy_dlq_replay(eddy_store *s, int64_t seq, int *partition, int64_t *offset) {
+int eddy_dlq_replay(eddy_store *s, eddy_kafka *k, int64_t seq, int *partition,
+                    int64_t *offset) {
   int rc = eddy_store_begin(s);
   if (rc) return rc;
   static char sql[512];
@@ -232,7 +249,7 @@ int eddy_dlq_replay(eddy_store *s, int64_t seq, int *partition, int64_t *offset)
   sqlite3_stmt *st = eddy_store_stmt(s, sql);
   if (!st) { eddy_store_rollback(s); return EDDY_ESTORE; }
   sqlite3_bind_int64(st, 1, seq);
-  struct replay_ctx c = { s, 0, 0, 0 };
+  struct replay_ctx c = { s, k, 0, 0, 0 };
   /* replay_one produces while this statement is on its row: the produce
    * uses other statements of the same connection, which SQLite allows. */
   rc = each(s, st, replay_one, &c);

@@ -61,10 +61,14 @@ int eddy_dlq_foreach(eddy_store *s, const char *consumer, int which,
 int eddy_dlq_find(eddy_store *s, const char *ref, const char *consumer,
                   int (*fn)(void *ud, const eddy_dlq_entry *e), void *ud);
 
+struct eddy_kafka;
 /* Replays entry seq: produces its original message (id, key, value,
- * headers) to its original topic and marks the entry replayed, in one
- * transaction of its own.  Sets *partition and *offset. */
-int eddy_dlq_replay(eddy_store *s, int64_t seq, int *partition,
+ * headers) to its original topic, on Kafka cluster k when not NULL (the
+ * data directory of an app on Kafka) or else on the embedded log, and
+ * marks the entry replayed, in one transaction of its own.  Sets
+ * *partition and *offset.  A Kafka failure's message is k's errmsg, and
+ * the store's is set to it too. */
+int eddy_dlq_replay(eddy_store *s, struct eddy_kafka *k, int64_t seq, int *partition,
                     int64_t *offset);
 
 /* Deletes entry seq.  EDDY_ENOENT when there is none. */

@@ -859,6 +859,12 @@ int eddy_run(const eddy_run_options *o) {
     eddy_app_free(&a);
     goto out;
   }
+  /* `eddy dlq replay` on this data directory goes where the app runs. */
+  if (eddy_store_meta_set(r->store, "broker", r->kafka ? broker : "") != 0) {
+    fprintf(stderr, "eddy run: %s\n", eddy_store_errmsg(r->store));
+    eddy_app_free(&a);
+    goto out;
+  }
   int rc = first_gen(r, &a);
   if (rc == 0 && eddy_reloader_new(r, &a, &r->reloader, err, sizeof err) != 0) {
     fprintf(stderr, "eddy run: %s\n", err);

@@ -240,6 +240,39 @@ int eddy_store_exec(eddy_store *s, const char *sql) {
   return exec_as(s, sql, sql);
 }
 
+int eddy_store_meta_get(eddy_store *s, const char *name, char *out, size_t n) {
+  sqlite3_stmt *st = eddy_store_stmt(s, "SELECT value FROM meta WHERE name = ?1");
+  if (!st) return s->last_code;
+  sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(st);
+  if (n) out[0] = 0;
+  if (rc == SQLITE_ROW && n)
+    snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return eddy_store_sqlerr(s, rc, "reading meta");
+  return rc == SQLITE_ROW;
+}
+
+int eddy_store_meta_set(eddy_store *s, const char *name, const char *value) {
+  int own = !s->in_tx;
+  int rc = own ? eddy_store_begin(s) : 0;
+  if (rc) return rc;
+  sqlite3_stmt *st = eddy_store_stmt(s,
+    "INSERT INTO meta(name, value) VALUES(?1, ?2)"
+    " ON CONFLICT(name) DO UPDATE SET value = excluded.value");
+  if (!st) rc = s->last_code;
+  else {
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (src != SQLITE_DONE) rc = eddy_store_sqlerr(s, src, "writing meta");
+  }
+  if (!own) return rc;
+  if (rc) { eddy_store_rollback(s); return rc; }
+  return eddy_store_commit(s);
+}
+
 int eddy_store_commits(eddy_store *s, int bump, int64_t *n) {
   sqlite3_stmt *st = eddy_store_stmt(s, bump
     ? "INSERT INTO meta(name, value) VALUES('commits', '1') ON CONFLICT(name)"

@@ -82,6 +82,12 @@ sqlite3_stmt *eddy_store_stmt(eddy_store *s, const char *sql);
 /* Runs sql (no results) through the cache.  Returns 0 or a code. */
 int eddy_store_exec(eddy_store *s, const char *sql);
 
+/* A fact about the store in table meta (name -> text): reads it into out
+ * (1, or 0 when absent: out is ""), or sets it in a transaction of its own
+ * (or in the open one).  Returns as said, or a negative code. */
+int eddy_store_meta_get(eddy_store *s, const char *name, char *out, size_t n);
+int eddy_store_meta_set(eddy_store *s, const char *name, const char *value);
+
 /* The store's count of worker commits (meta row 'commits'), for telling a
  * process's own commits from those of another process sharing the store:
  * with bump (inside a write transaction) it adds one and returns the new

@@ -502,4 +502,86 @@ return eddy.consumer {
     end
     assert.equal(total, distinct)
   end)
+
+  it("replays quarantined messages onto Kafka, where the app runs", function()
+    local names = { IN = fresh("orders"), OUT = fresh("counted"), NAME = fresh("picky") }
+    local handler = [[
+local eddy = require "eddy"
+return eddy.consumer {
+  name = "$NAME",
+  topics = { "$IN" },
+  retry = { attempts = 1 },
+  handle = function(msg, ctx)
+    if msg.value == "oops" and not ACCEPT then error("cannot take " .. msg.value) end
+    ctx.state:set(msg.key, msg.value)
+  end,
+}
+]]
+    local app = make_app(names, { picky = handler:gsub("ACCEPT", "false") })
+    kafka({ "topic", "create", names.IN, "--partitions", "4" })
+    local produced = json_lines(kafka({ "produce", names.IN, "-K", "\t", "--json" },
+                                      { stdin = "a\tfine\nb\toops\n" }))
+    local first = drain(app)
+    assert.same({ handled = 1, quarantined = 1 },
+                { handled = first.handled, quarantined = first.quarantined })
+    local q = json_lines(H.run({ "--data", app.data, "dlq", "list", "--json" }).out)
+    assert.same({ { id = produced[2].id, topic = names.IN, value = "oops" } },
+                { { id = q[1].id, topic = q[1].topic, value = q[1].value } })
+
+    -- The handler is fixed; the replay needs no --broker: the data
+    -- directory remembers where the app runs.
+    H.write(app.dir .. "/handlers/picky.lua",
+            (handler:gsub("ACCEPT", "true"):gsub("%$(%u+)", function(k) return names[k] end)))
+    local r = H.run({ "--data", app.data, "dlq", "replay", "--all" })
+    assert.equal(0, r.code, r.err)
+    -- It lands after what the partition held.
+    local at = 0
+    for _, p in ipairs(produced) do
+      if p.partition == produced[2].partition then at = at + 1 end
+    end
+    assert.equal(string.format("replayed %d to partition %d offset %d\n"
+                               .. "replayed 1 message on Kafka at %s\n", q[1].seq,
+                               produced[2].partition, at, (BROKER:gsub("^kafka://", ""))),
+                 r.out)
+    -- The replayed message is on Kafka with its original id.
+    local on_kafka = json_lines(kafka({ "tail", names.IN, "--from-beginning", "--json" }))
+    local copies = 0
+    for _, m in ipairs(on_kafka) do
+      if m.id == produced[2].id then copies = copies + 1; assert.equal("oops", m.value) end
+    end
+    assert.equal(2, copies)
+    local second = drain(app)
+    assert.same({ handled = 1, quarantined = 0 },
+                { handled = second.handled, quarantined = second.quarantined })
+    assert.same({ a = "fine", b = "oops" }, state(app, names.NAME))
+    assert.same({}, json_lines(H.run({ "--data", app.data, "dlq", "list", "--json" }).out))
+  end)
+
+  it("refuses a replay to Kafka of a message whose topic Kafka lacks, and keeps it", function()
+    -- A data directory of the embedded log, replayed with --broker by
+    -- mistake: the topic is not on Kafka.
+    local dir = H.tmpdir()
+    defer(function() H.rmdir(dir) end)
+    local topic = fresh("local")
+    H.write(dir .. "/app.lua", string.format(
+      "return { data = 'data', handlers = { 'h.lua' }, topics = { [%q] = { partitions = 1 } } }",
+      topic))
+    H.write(dir .. "/h.lua", string.format([[
+local eddy = require "eddy"
+return eddy.consumer { name = "c", topics = { %q }, retry = { attempts = 1 },
+  handle = function() error("no") end }
+]], topic))
+    local data = dir .. "/data"
+    assert.equal(0, H.run({ "--data", data, "topic", "create", topic }).code)
+    assert.equal(0, H.run({ "--data", data, "produce", topic, "x" }).code)
+    assert.equal(0, H.run({ "run", dir .. "/app.lua", "--drain" }, { cwd = dir }).code)
+    local r = H.run({ "--data", data, "dlq", "replay", "--all", "--broker", BROKER })
+    assert.same({ code = 1, out = "",
+                  err = string.format("eddy dlq replay: cannot replay 1: its topic '%s' does "
+                                      .. "not exist on Kafka at %s\n", topic,
+                                      (BROKER:gsub("^kafka://", ""))) },
+                { code = r.code, out = r.out, err = r.err })
+    local q = json_lines(H.run({ "--data", data, "dlq", "list", "--json" }).out)
+    assert.same({ 1, "x" }, { #q, q[1].value })
+  end)
 end)
