@@ -123,6 +123,11 @@ describe("eddy run on Kafka", function()
       assert.truthy(e, "no event for message " .. i)
       assert.equal(customers[i], e.key)
       assert.equal(i, cjson.decode(e.value).id)
+      -- The headers travel as on the embedded log: the id of the message
+      -- that caused it as correlation (none was given), a trace of its own.
+      assert.equal(produced[i].id, e.headers["eddy-correlation-id"])
+      assert.matches("^00%-%x+%-%x+%-01$", e.headers.traceparent)
+      assert.equal(55, #e.headers.traceparent)
     end
     local dlq = json_lines(kafka({ "tail", names.IN .. ".dlq", "--from-beginning", "--json" }))
     assert.equal(1, #dlq)
