@@ -589,4 +589,51 @@ return eddy.consumer { name = "c", topics = { %q }, retry = { attempts = 1 },
     local q = json_lines(H.run({ "--data", data, "dlq", "list", "--json" }).out)
     assert.same({ 1, "x" }, { #q, q[1].value })
   end)
+
+  it("retries failed messages with backoff, holding back their key's later messages", function()
+    local names = { IN = fresh("orders"), OUT = fresh("counted"), NAME = fresh("retrying") }
+    local app = make_app(names, { retrying = [[
+local eddy = require "eddy"
+return eddy.consumer {
+  name = "$NAME",
+  topics = { "$IN" },
+  retry = { attempts = 5, backoff = "5ms", max_backoff = "20ms" },
+  handle = function(msg, ctx)
+    local v = msg:json()
+    -- Every seventh message of a key fails its first two attempts.
+    if v.seq % 7 == 3 and ctx.attempt <= 2 then error("not yet: " .. msg.id) end
+    local last = ctx.state:get("last:" .. v.k) or 0
+    if last ~= v.seq - 1 then ctx.state:set("violation:" .. v.k .. ":" .. v.seq, last) end
+    ctx.state:set("last:" .. v.k, v.seq)
+    ctx.state:set("attempts:" .. v.k .. ":" .. v.seq, ctx.attempt)
+  end,
+}
+]] })
+    kafka({ "topic", "create", names.IN, "--partitions", "4" })
+    local KEYS, PER_KEY = 10, 30
+    local lines = {}
+    for seq = 1, PER_KEY do
+      for k = 1, KEYS do
+        lines[#lines + 1] = "k" .. k .. "\t" .. cjson.encode({ k = "k" .. k, seq = seq })
+      end
+    end
+    kafka({ "produce", names.IN, "-K", "\t" }, { stdin = table.concat(lines, "\n") .. "\n" })
+    local s = drain(app)
+    local failing = KEYS * (PER_KEY // 7 + (PER_KEY % 7 >= 3 and 1 or 0))
+    assert.same({ handled = KEYS * PER_KEY, retried = 2 * failing, quarantined = 0 },
+                { handled = s.handled, retried = s.retried, quarantined = s.quarantined })
+    local st = state(app, names.NAME)
+    local violations, third = {}, 0
+    for key, v in pairs(st) do
+      if key:match("^violation:") then violations[key] = v end
+      local seq = key:match("^attempts:k%d+:(%d+)$")
+      if seq then
+        assert.equal(tonumber(seq) % 7 == 3 and 3 or 1, v, key)
+        if v == 3 then third = third + 1 end
+      end
+    end
+    assert.same({}, violations)
+    assert.equal(failing, third)
+    for k = 1, KEYS do assert.equal(PER_KEY, st["last:k" .. k]) end
+  end)
 end)
