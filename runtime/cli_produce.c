@@ -22,6 +22,7 @@ static const eddy_cli_opt produce_opts[] = {
   { "key", 'k', "K", "the message key (absent by default)" },
   { "key-separator", 'K', "SEP", "read 'KEY<SEP>VALUE' lines: each line's key comes before SEP" },
   { "header", 'H', "NAME=VALUE", "add a header (repeatable, order kept)" },
+  { "type", 't', "T", "the event type (header eddy-type), which rules and sagas match" },
   { "partition", 'p', "P", "write to partition P instead of letting the key choose" },
   { "id", 0, "ID", "the message id (default: a new UUIDv7; one message only)" },
   { "json", 'j', NULL, "print one JSON line per message: topic, partition, offset, id" },
@@ -107,6 +108,13 @@ static int run_produce(const eddy_cli_args *a) {
     headers[nheaders].value = eq + 1;
     headers[nheaders].value_len = strlen(eq + 1);
     nheaders++;
+  }
+  const char *type = eddy_cli_value(a, "type");
+  if (type) {
+    if (!*type) return eddy_cli_usage_error(a, "--type is empty");
+    if (nheaders == MAX_HEADERS)
+      return eddy_cli_usage_error(a, "more than %d headers", MAX_HEADERS);
+    headers[nheaders++] = (eddy_header){ "eddy-type", 9, type, strlen(type) };
   }
   int partition = -1;
   if (eddy_cli_value(a, "partition")) {
@@ -238,7 +246,7 @@ done:
 }
 
 const eddy_cli_cmd eddy_cmd_produce = {
-  "produce", "TOPIC [--key K] [--header NAME=VALUE]... [VALUE]",
+  "produce", "TOPIC [--key K] [--type T] [--header NAME=VALUE]... [VALUE]",
   "write a message, or one message per line of standard input",
   "With VALUE, writes one message.  Without it, reads standard input and\n"
   "writes one message per line (the newline removed), committing every 1000\n"

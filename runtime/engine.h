@@ -177,6 +177,9 @@ struct eddy_runner {
   int failed;                   /* a fatal error stopped the run */
   char fatal[512];
   _Atomic int64_t outbox_pending; /* rows written, not yet relayed */
+  _Atomic int64_t next_due;     /* the earliest timer (INT64_MAX: none known) */
+  int64_t timers_checked;       /* when the store's timers were last counted */
+  int64_t timers_waiting;       /* how many there were */
   _Atomic int queued;           /* jobs in workers (queued, running, parked) */
   _Atomic int parked;           /* jobs waiting for a retry timer */
   _Atomic uint64_t commit_seq;  /* workers' commits so far (write_mu) */

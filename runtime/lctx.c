@@ -10,6 +10,7 @@
 #include "log.h"
 #include "ljson.h"
 #include "quarantine.h"
+#include "units.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -135,8 +136,10 @@ static size_t read_headers(lua_State *L, int idx, eddy_header *h, size_t max) {
   return n;
 }
 
-/* ctx:emit(topic, { key =, value =, headers =, type = }) -> the event id.
- * The event goes to the outbox with the message's transaction. */
+/* ctx:emit(topic, { key =, value =, headers =, type =, after =, at = })
+ * -> the event id.  The event goes out with the message's transaction; with
+ * after (a duration) or at (ms since the epoch) it waits in the store's
+ * timers until then. */
 static int ctx_emit(lua_State *L) {
   eddy_worker *w = worker_of(L);
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -185,8 +188,31 @@ static int ctx_emit(lua_State *L) {
   } else if (t != LUA_TNIL) {
     return luaL_error(L, "ctx:emit: type must be a string");
   }
+  /* A durable timer: the event waits in the store until it is due. */
+  int64_t due = 0;
+  t = lua_getfield(L, spec, "after");
+  if (t == LUA_TSTRING) {
+    int64_t ms;
+    if (eddy_parse_duration_ms(lua_tostring(L, -1), &ms) != 0)
+      return luaL_error(L, "ctx:emit: after '%s' is not a duration (500ms, 30s, 15m, 12h, 7d)",
+                        lua_tostring(L, -1));
+    due = eddy_now_ms() + ms;
+  } else if (t == LUA_TNUMBER) {
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
+      return luaL_error(L, "ctx:emit: after must be a duration or milliseconds (>= 0)");
+    due = eddy_now_ms() + lua_tointeger(L, -1);
+  } else if (t != LUA_TNIL) {
+    return luaL_error(L, "ctx:emit: after must be a duration, got %s", lua_typename(L, t));
+  }
+  t = lua_getfield(L, spec, "at");
+  if (t == LUA_TNUMBER && lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) {
+    if (due) return luaL_error(L, "ctx:emit: give after or at, not both");
+    due = lua_tointeger(L, -1);
+  } else if (t != LUA_TNIL) {
+    return luaL_error(L, "ctx:emit: at must be a time in milliseconds since the epoch");
+  }
   char id[EDDY_UUID_STRLEN + 1];
-  if (eddy_worker_emit(w, topic, key, kl, key != NULL, value, vl, h, nh, id) != 0)
+  if (eddy_worker_emit(w, topic, key, kl, key != NULL, value, vl, h, nh, due, id) != 0)
     return luaL_error(L, "not enough memory");
   lua_pushstring(L, id);
   return 1;

@@ -54,9 +54,11 @@ int eddy_worker_state_get(eddy_worker *w, int consumer, const char *key,
 /* value NULL deletes.  0, or -1 when out of memory. */
 int eddy_worker_state_put(eddy_worker *w, int consumer, const char *key,
                           size_t len, const char *value, size_t value_len);
+/* due: 0, or when (ms since the epoch) the event goes out: until then it
+ * waits in the store's timers (outbox.h). */
 int eddy_worker_emit(eddy_worker *w, const char *topic, const char *key,
                      size_t key_len, int has_key, const char *value,
                      size_t value_len, const eddy_header *user, size_t nuser,
-                     char id_out[EDDY_UUID_STRLEN + 1]);
+                     int64_t due, char id_out[EDDY_UUID_STRLEN + 1]);
 
 #endif

@@ -50,12 +50,24 @@ done:
 
 /* Reads up to max rows, oldest first, into *out (n set, *last the
  * highest seq).  0 or a negative code. */
+/* Copies up to max rows of st (seq, topic, id, key, value, headers). */
+static int collect_rows(eddy_store *s, sqlite3_stmt *st, int max, row **out, size_t *count,
+                        int64_t *last_seq);
+
 static int read_rows(eddy_store *s, int max, row **out, size_t *count, int64_t *last_seq) {
+  *out = NULL;
+  *count = 0;
+  *last_seq = -1;
   sqlite3_stmt *st = eddy_store_stmt(s,
     "SELECT seq, topic, id, key, value, headers FROM outbox ORDER BY seq"
     " LIMIT ?1");
   if (!st) return EDDY_ESTORE;
   sqlite3_bind_int(st, 1, max);
+  return collect_rows(s, st, max, out, count, last_seq);
+}
+
+static int collect_rows(eddy_store *s, sqlite3_stmt *st, int max, row **out, size_t *count,
+                        int64_t *last_seq) {
   row *rows = calloc((size_t)max, sizeof *rows);
   size_t n = 0;
   int64_t last = -1;
@@ -179,6 +191,72 @@ int eddy_outbox_clear(eddy_store *s, int64_t upto, uv_mutex_t *write_mu) {
   if (rc == 0) rc = eddy_store_commit(s);
   else eddy_store_rollback(s);
   uv_mutex_unlock(write_mu);
+  return rc;
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+int eddy_timer_add(eddy_store *s, const char *topic, const eddy_record *r, int64_t due,
+                   int64_t now) {
+  sqlite3_stmt *st = eddy_store_stmt(s,
+    "INSERT INTO timers(due_at, topic, id, key, value, headers, created_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  if (!st) return EDDY_ESTORE;
+  sqlite3_bind_int64(st, 1, due);
+  sqlite3_bind_text(st, 2, topic, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, r->id, (int)r->id_len, SQLITE_STATIC);
+  if (r->has_key) sqlite3_bind_blob(st, 4, r->key ? r->key : "", (int)r->key_len, SQLITE_STATIC);
+  sqlite3_bind_blob(st, 5, r->value ? r->value : "", (int)r->value_len, SQLITE_STATIC);
+  if (r->headers_raw && r->headers_raw_len)
+    sqlite3_bind_blob(st, 6, r->headers_raw, (int)r->headers_raw_len, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 7, now);
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return eddy_store_sqlerr(s, rc, "writing a timer");
+  return 0;
+}
+
+int eddy_timers_next(eddy_store *s, int64_t *due, int64_t *count) {
+  sqlite3_stmt *st = eddy_store_stmt(s, "SELECT min(due_at), count(*) FROM timers");
+  if (!st) return EDDY_ESTORE;
+  int rc = sqlite3_step(st);
+  *due = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL
+           ? sqlite3_column_int64(st, 0) : INT64_MAX;
+  if (count) *count = rc == SQLITE_ROW ? sqlite3_column_int64(st, 1) : 0;
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW) return eddy_store_sqlerr(s, rc, "reading timers");
+  return 0;
+}
+
+int eddy_timers_fire(eddy_store *s, int64_t now, int to_outbox, int max, int64_t *fired) {
+  *fired = 0;
+  sqlite3_stmt *st = eddy_store_stmt(s,
+    "SELECT seq, topic, id, key, value, headers FROM timers WHERE due_at <= ?1"
+    " ORDER BY due_at, seq LIMIT ?2");
+  if (!st) return EDDY_ESTORE;
+  sqlite3_bind_int64(st, 1, now);
+  sqlite3_bind_int(st, 2, max);
+  row *rows = NULL;
+  size_t n = 0;
+  int64_t last;
+  int rc = collect_rows(s, st, max, &rows, &n, &last);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    if (to_outbox) {
+      rc = eddy_outbox_add(s, rows[i].topic, &rows[i].rec, now);
+    } else {
+      rc = publish(s, rows, i, i + 1, 1);
+    }
+  }
+  sqlite3_stmt *del = rc == 0 && n ? eddy_store_stmt(s, "DELETE FROM timers WHERE seq = ?1") : NULL;
+  if (rc == 0 && n && !del) rc = EDDY_ESTORE;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    sqlite3_bind_int64(del, 1, rows[i].seq);
+    int src = sqlite3_step(del);
+    sqlite3_reset(del);
+    if (src != SQLITE_DONE) rc = eddy_store_sqlerr(s, src, "clearing a timer");
+  }
+  if (rc == 0) *fired = (int64_t)n;
+  free_rows(rows, n);
   return rc;
 }
 

@@ -47,6 +47,20 @@ int eddy_outbox_clear(eddy_store *s, int64_t upto, uv_mutex_t *write_mu);
  * the open transaction. */
 int eddy_outbox_add(eddy_store *s, const char *topic, const eddy_record *r, int64_t now);
 
+/* Timers: events emitted for later (ctx:emit with after or at) wait in
+ * table timers, written in the transaction of the message that emitted
+ * them, and leave it when due: onto the embedded log, or into the outbox
+ * on Kafka, in the transaction that deletes them.  They survive restarts;
+ * one that fell due while nothing ran fires at the next start. */
+int eddy_timer_add(eddy_store *s, const char *topic, const eddy_record *r, int64_t due,
+                   int64_t now);
+/* The earliest due time (INT64_MAX when none) and, if count is not NULL,
+ * the number waiting. */
+int eddy_timers_next(eddy_store *s, int64_t *due, int64_t *count);
+/* Fires up to max timers due at now, in the open transaction.  Sets
+ * *fired. */
+int eddy_timers_fire(eddy_store *s, int64_t now, int to_outbox, int max, int64_t *fired);
+
 /* The number of rows waiting. */
 int eddy_outbox_count(eddy_store *s, int64_t *n);
 

@@ -583,8 +583,46 @@ static void flush_watermarks(eddy_runner *r) {
     eddy_runner_fatal(r, "committing offsets: %s", eddy_store_errmsg(r->store));
 }
 
+/* Fires the timers that are due (outbox.h), each batch in a transaction of
+ * its own, and learns when the next one is due.  Every second it also
+ * looks at the store, for timers another process wrote. */
+static void fire_timers(eddy_runner *r) {
+  int64_t now = eddy_now_ms();
+  if (atomic_load(&r->next_due) > now && now - r->timers_checked < 1000) return;
+  int64_t fired = 0, total = 0, next = INT64_MAX, waiting = 0;
+  int rc = 0;
+  do {
+    uv_mutex_lock(&r->write_mu);
+    rc = eddy_store_begin(r->store);
+    if (rc == 0) rc = eddy_timers_fire(r->store, now, r->kafka != NULL, RELAY_BATCH, &fired);
+    if (rc == 0) rc = eddy_store_commit(r->store);
+    else eddy_store_rollback(r->store);
+    if (rc == 0) rc = eddy_timers_next(r->store, &next, &waiting);
+    uv_mutex_unlock(&r->write_mu);
+    if (rc == 0) total += fired;
+  } while (rc == 0 && fired == RELAY_BATCH);
+  if (rc) {
+    if (rc != EDDY_ETIMEDOUT) eddy_runner_fatal(r, "timers: %s", eddy_store_errmsg(r->store));
+    return;
+  }
+  r->timers_checked = now;
+  r->timers_waiting = waiting;
+  /* A worker may have lowered next_due meanwhile: keep the lower. */
+  int64_t cur = atomic_load(&r->next_due);
+  while (!atomic_compare_exchange_weak(&r->next_due, &cur, next < cur || cur <= now ? next : cur)) {}
+  if (!total) return;
+  if (r->kafka) {
+    atomic_fetch_add(&r->outbox_pending, total);
+  } else {
+    atomic_fetch_add(&r->n.relayed, total);
+    for (int i = 0; i < r->ncursors; i++) r->cursors[i]->caught_up = 0;
+  }
+}
+
 static int drained(eddy_runner *r) {
   if (atomic_load(&r->queued) || atomic_load(&r->parked)) return 0;
+  /* Durable timers are work still to come: --drain waits for them. */
+  if (r->timers_waiting || atomic_load(&r->next_due) != INT64_MAX) return 0;
   int64_t pending = 0;
   if (eddy_outbox_count(r->store, &pending) != 0 || pending) return 0;
   if (r->ksource) return eddy_ksource_caught_up(r->ksource);
@@ -606,6 +644,7 @@ static int drained(eddy_runner *r) {
 static void tick(eddy_runner *r) {
   if (r->failed || r->stopping) { uv_stop(r->loop); return; }
   if (r->reloader) eddy_reloader_tick(r->reloader);
+  fire_timers(r);
   if (r->ksource) eddy_ksource_commit(r->ksource);
   if ((atomic_load(&r->outbox_pending) > 0 || (r->krelay && eddy_krelay_busy(r->krelay))) &&
       relay(r) != 0) {
@@ -824,6 +863,7 @@ int eddy_run(const eddy_run_options *o) {
   memset(r, 0, sizeof *r);
   for (int i = 0; i < EDDY_MAX_CONSUMERS; i++) r->lock_fds[i] = -1;
   r->relay_fd = -1;
+  atomic_store(&r->next_due, INT64_MIN);   /* look at the store's timers first */
   uv_mutex_init(&r->write_mu);
   uv_mutex_init(&r->track_mu);
   r->drain = o->drain;

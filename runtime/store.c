@@ -35,6 +35,20 @@ struct eddy_store {
   char errmsg[512];
 };
 
+/* Tables added to version 1 after it shipped: made in a new store with the
+ * rest, and in an older one when it is opened. */
+#define TIMERS_SCHEMA \
+  "CREATE TABLE IF NOT EXISTS timers(" \
+  "  seq INTEGER PRIMARY KEY," \
+  "  due_at INTEGER NOT NULL," \
+  "  topic TEXT NOT NULL," \
+  "  id TEXT NOT NULL," \
+  "  key BLOB," \
+  "  value BLOB NOT NULL," \
+  "  headers BLOB," \
+  "  created_at INTEGER NOT NULL);" \
+  "CREATE INDEX IF NOT EXISTS timers_by_due ON timers(due_at);"
+
 /* The schema of version 1.  docs/store.md explains every table. */
 static const char *schema_v1 =
   "CREATE TABLE meta("
@@ -128,6 +142,7 @@ static const char *schema_v1 =
   "  replayed_at INTEGER,"
   "  replays INTEGER NOT NULL DEFAULT 0);"
   "CREATE INDEX dlq_by_consumer ON dlq(consumer, seq);"
+  TIMERS_SCHEMA
   "CREATE INDEX dlq_by_id ON dlq(id);";
 
 int64_t eddy_now_ms(void) {
@@ -454,6 +469,8 @@ static int check_or_create(eddy_store *s) {
       (long long)version);
   rc = exec_retry(s, "PRAGMA journal_mode=WAL");
   if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "switching to WAL");
+  rc = exec_retry(s, TIMERS_SCHEMA);
+  if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "adding the timers table");
   return 0;
 }
 

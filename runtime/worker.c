@@ -88,6 +88,7 @@ typedef struct emit_rec {
   size_t value_len;
   const unsigned char *headers;
   size_t headers_len;
+  int64_t due;            /* 0, or when it leaves the store's timers */
 } emit_rec;
 
 typedef struct read_rec {
@@ -534,7 +535,7 @@ int eddy_worker_state_put(eddy_worker *w, int consumer, const char *key,
 int eddy_worker_emit(eddy_worker *w, const char *topic, const char *key,
                      size_t key_len, int has_key, const char *value,
                      size_t value_len, const eddy_header *user, size_t nuser,
-                     char id_out[EDDY_UUID_STRLEN + 1]) {
+                     int64_t due, char id_out[EDDY_UUID_STRLEN + 1]) {
   eddy_job *j = w->current;
   /* Correlation: inherited, else the consumed message's id.  Causation:
    * the consumed message.  traceparent: same trace, a new span. */
@@ -591,6 +592,7 @@ int eddy_worker_emit(eddy_worker *w, const char *topic, const char *key,
   e->value_len = value_len;
   e->headers = hb;
   e->headers_len = hsize;
+  e->due = due;
   w->cur_out->nemits++;
   if (id_out) memcpy(id_out, e->id, sizeof e->id);
   return 0;
@@ -881,10 +883,16 @@ static int publish(eddy_store *s, emit_rec **e, int n, int to_outbox, int64_t no
     r->partition = -1;
   }
   for (int i = 0; to_outbox && rc == 0 && i < n; i++)
-    rc = eddy_outbox_add(s, e[i]->topic, &recs[i], now);
+    rc = e[i]->due ? eddy_timer_add(s, e[i]->topic, &recs[i], e[i]->due, now)
+                   : eddy_outbox_add(s, e[i]->topic, &recs[i], now);
   for (int i = 0; !to_outbox && rc == 0 && i < n;) {
+    if (e[i]->due) {
+      rc = eddy_timer_add(s, e[i]->topic, &recs[i], e[i]->due, now);
+      i++;
+      continue;
+    }
     int j = i + 1;
-    while (j < n && strcmp(e[j]->topic, e[i]->topic) == 0) j++;
+    while (j < n && strcmp(e[j]->topic, e[i]->topic) == 0 && !e[j]->due) j++;
     eddy_topic_config c;
     eddy_topic_config_init(&c);
     int created = 0;
@@ -1047,7 +1055,8 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
   *conflict_at = -1;
   if (n == 0) return 0;
   int64_t now = eddy_now_ms();
-  int64_t emitted = 0, quarantined = 0, handled = 0;
+  int64_t emitted = 0, quarantined = 0, handled = 0, delayed = 0;
+  int64_t first_due = INT64_MAX;
   emit_rec **pub = NULL;
   int npub = 0, cappub = 0;
   uv_mutex_lock(&r->write_mu);
@@ -1098,8 +1107,14 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
           pub = b;
           cappub = nc;
         }
-        pub[npub++] = &w->emits[o->first_emit + k];
-        emitted++;
+        emit_rec *e = &w->emits[o->first_emit + k];
+        pub[npub++] = e;
+        if (e->due) {
+          delayed++;
+          if (e->due < first_due) first_due = e->due;
+        } else {
+          emitted++;
+        }
       }
       handled++;
     } else if (o->kind == O_QUARANTINE) {
@@ -1229,7 +1244,12 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
   int64_t dups = 0;
   for (int i = 0; i < limit; i++) dups += w->out[i].kind == O_DUP;
   atomic_fetch_add(&r->n.deduplicated, dups);
-  atomic_fetch_add(&r->n.emitted, emitted);
+  atomic_fetch_add(&r->n.emitted, emitted + delayed);
+  if (delayed) {
+    /* The runner fires timers from its poll: tell it the earliest. */
+    int64_t cur = atomic_load(&r->next_due);
+    while (first_due < cur && !atomic_compare_exchange_weak(&r->next_due, &cur, first_due)) {}
+  }
   if (!r->kafka) atomic_fetch_add(&r->n.relayed, emitted);  /* Kafka: the relay counts */
   for (int i = 0; i < limit; i++) {
     outcome *o = &w->out[i];
