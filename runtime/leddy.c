@@ -14,6 +14,7 @@
 
 #include "llog.h"
 #include "partitioner.h"
+#include "store.h"
 #include "units.h"
 #include "uuid.h"
 
@@ -95,8 +96,15 @@ static int l_size_bytes(lua_State *L) {
   return 1;
 }
 
+/* eddy.core.now_ms() -> the wall clock, in ms since the epoch. */
+static int l_now_ms(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)eddy_now_ms());
+  return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
   {"hash", l_hash},
+  {"now_ms", l_now_ms},
   {"duration_ms", l_duration_ms},
   {"size_bytes", l_size_bytes},
   {"open", eddy_llog_open},

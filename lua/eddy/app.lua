@@ -598,6 +598,15 @@ function M.load(path, opts)
   if not consumers then return nil, lerr end
   if #consumers == 0 then return nil, path .. ": the app defines no consumers" end
   app.consumers = consumers
+  -- Topics a consumer needs made for it (a saga's own topic), unless the
+  -- app declares them itself.
+  for _, c in ipairs(consumers) do
+    for name, t in pairs(c.declares or {}) do
+      if not app.topics[name] then
+        app.topics[name] = { partitions = t.partitions or 1 }
+      end
+    end
+  end
   return app
 end
 

@@ -58,6 +58,11 @@ M.uuid = core.uuid
 -- @raise when key is not a string or partitions not a positive integer
 M.partition_for = core.partition_for
 
+--- The wall clock in milliseconds since the epoch (what message
+-- timestamps use).
+-- @function now_ms
+M.now_ms = core.now_ms
+
 --- The versions of eddy and of the libraries it runs on.
 -- @function versions
 -- @treturn table `{ eddy =, lua =, sqlite =, librdkafka =, libuv = }`, all
@@ -577,6 +582,22 @@ function M.consumer(def)
   if ok then return c end
   if getmetatable(c) == Failure then error(c.msg, 2) end
   error(c, 0)  -- not a mistake in def (out of memory, say): pass it on
+end
+
+--- A choreography rule: a consumer of some event types
+-- (`eddy.saga.on`, docs/sagas.md).
+function M.on(types, opts, fn)
+  local ok, r = pcall(require("eddy.saga").on, types, opts, fn)
+  if ok then return r end
+  error(r, 2)
+end
+
+--- A saga: ordered steps with replies, timeouts and compensation
+-- (`eddy.saga.saga`, docs/sagas.md).
+function M.saga(def)
+  local ok, r = pcall(require("eddy.saga").saga, def)
+  if ok then return r end
+  error(r, 2)
 end
 
 --- Whether v is a consumer made by `consumer`.
