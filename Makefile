@@ -42,7 +42,7 @@ CORE   = errors store log headers partitioner uuid buf units state outbox kafka 
 LBIND  = leddy llog
 # The consumer runtime (needs Lua and libuv; only in the binary).
 RUNTIME = runner worker sandbox lctx lmsg ljson app reload control ksource krelay
-CLI    = cli cli_topic cli_produce cli_tail cli_run cli_dlq cli_state cli_reload
+CLI    = cli cli_topic cli_produce cli_tail cli_run cli_dlq cli_state cli_reload cli_saga
 LUA_LIB = $(sort $(wildcard lua/eddy/*.lua))
 
 OBJ         = $(BUILD)/obj

@@ -316,7 +316,9 @@ local function handle(s, msg, ctx)
   local inst = load(ctx, id)
   if not inst then
     if t ~= s.start then return end   -- not ours, or for an instance long gone
-    inst = { id = id, saga = s.name, status = "running", step = 0, data = {},
+    local steps = {}
+    for i, st in ipairs(s.steps) do steps[i] = st.name end
+    inst = { id = id, saga = s.name, status = "running", step = 0, data = {}, steps = steps,
              started_at = eddy.now_ms(), history = {} }
     if s.init then
       local d = s.init(msg, inst)
