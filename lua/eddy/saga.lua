@@ -137,8 +137,8 @@ end
 -- Sagas
 ---------------------------------------------------------------------------
 
-local SAGA_OPTIONS = { "name", "topics", "start", "correlate", "init", "steps", "retry",
-                       "dedupe", "dlq", "from", "limits" }
+local SAGA_OPTIONS = { "name", "topics", "start", "abort", "correlate", "init", "steps",
+                       "retry", "dedupe", "dlq", "from", "limits" }
 local STEP_OPTIONS = { "name", "command", "send", "emits", "on", "timeout", "compensation",
                        "compensate", "compensation_emits" }
 
@@ -226,9 +226,11 @@ local function check_saga(def)
     steps[i] = check_step(p, i, s)
     for _, t in ipairs(steps[i].replies) do by_reply[t] = by_reply[t] or i end
   end
+  local abort = def.abort and list_of_strings(p, "abort", def.abort) or {}
   return {
     name = name, start = def.start, correlate = def.correlate, init = def.init,
     steps = steps, by_reply = by_reply, topic = name .. ".saga",
+    abort = abort, aborts = set_of(abort),
   }
 end
 
@@ -335,6 +337,14 @@ local function handle(s, msg, ctx)
 
   if t == s.start then
     note(inst, "duplicate", { type = t, id = msg.id })
+  elseif s.aborts[t] then
+    -- An explicit abort: compensate what was done, if still running.
+    if inst.status == "running" then
+      note(inst, "abort", { type = t, id = msg.id, step = s.steps[inst.step].name })
+      begin_compensation(s, inst, ctx, t .. " in step '" .. s.steps[inst.step].name .. "'")
+    else
+      note(inst, "ignored", { type = t, id = msg.id })
+    end
   elseif t == M.TIMEOUT then
     local v = msg:json()
     if inst.status ~= "running" or v.step ~= inst.step or v.epoch ~= inst.epoch then return end

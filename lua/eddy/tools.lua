@@ -144,6 +144,7 @@ local function graph(app)
     elseif kind == "saga" then
       local s = c.saga
       consume(s.start, h, via .. " (starts)")
+      for _, t in ipairs(s.abort) do consume(t, h, via .. " (aborts)") end
       for _, st in ipairs(s.steps) do
         for _, t in ipairs(st.emits) do
           produce(h, t, st.command and t == st.command.type and st.command.topic or nil)
