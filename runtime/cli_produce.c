@@ -44,16 +44,27 @@ struct producer {
   eddy_produced out[BATCH];
   eddy_buf print;
   int64_t produced;
+  int64_t fail_line;            /* Kafka: the first line not written, -1: VALUE */
 };
 
+/* Writes the batch.  On Kafka a failed batch may be partly written, lines
+ * after the failed one included: those written are printed (--json) and
+ * counted, and fail_line is the first line not written. */
 static int flush(struct producer *p) {
   if (p->n == 0) return 0;
   int rc = p->k ? eddy_kafka_produce(p->k, p->topic, p->recs, p->n, p->out)
                 : eddy_log_produce(p->s, p->topic, p->recs, p->n, p->out);
-  if (rc == 0 && p->json) {
+  size_t written = 0;
+  for (size_t i = 0; i < p->n; i++) {
+    int ok = rc == 0 || (p->k && p->out[i].offset >= 0);
+    if (ok) written++;
+    else if (!p->fail_line) p->fail_line = p->line_no[i] ? p->line_no[i] : -1;
+  }
+  if (written && p->json) {
     eddy_buf *b = &p->print;
     eddy_buf_reset(b);
     for (size_t i = 0; i < p->n; i++) {
+      if (rc != 0 && !(p->k && p->out[i].offset >= 0)) continue;
       eddy_buf_puts(b, "{\"topic\":");
       eddy_buf_json_str(b, p->topic, strlen(p->topic));
       eddy_buf_printf(b, ",\"partition\":%d,\"offset\":%" PRId64 ",\"id\":",
@@ -63,7 +74,7 @@ static int flush(struct producer *p) {
     }
     if (!b->oom) fwrite(b->data, 1, b->len, stdout);
   }
-  if (rc == 0) p->produced += (int64_t)p->n;
+  p->produced += (int64_t)written;
   for (size_t i = 0; i < p->n; i++) free(p->lines[i]);
   p->n = 0;
   return rc;
@@ -72,6 +83,17 @@ static int flush(struct producer *p) {
 /* The message of the last failure. */
 static const char *errmsg(const struct producer *p) {
   return p->k ? eddy_kafka_errmsg(p->k) : eddy_store_errmsg(p->s);
+}
+
+/* A failed flush, said in full: on Kafka which line failed and how many
+ * were written anyway. */
+static int flush_failed(struct producer *p) {
+  if (!p->k || p->fail_line == 0) return eddy_cli_fail(p->a, "%s", errmsg(p));
+  if (p->fail_line < 0) return eddy_cli_fail(p->a, "%s", errmsg(p));
+  return eddy_cli_fail(p->a, "line %" PRId64 ": %s (%" PRId64 " message%s written, some "
+                       "of them from later lines: Kafka writes partitions independently; "
+                       "--json lists each one written)", p->fail_line, errmsg(p),
+                       p->produced, p->produced == 1 ? "" : "s");
 }
 
 /* Checks what the store would refuse, so that a bad line stops the run
@@ -183,7 +205,7 @@ static int run_produce(const eddy_cli_args *a) {
     p->recs[0] = r;
     p->lines[0] = NULL;
     p->n = 1;
-    if (flush(p) != 0) rc = eddy_cli_fail(a, "%s", errmsg(p));
+    if (flush(p) != 0) rc = flush_failed(p);
     goto done;
   }
 
@@ -201,7 +223,7 @@ static int run_produce(const eddy_cli_args *a) {
     if (sep) {
       char *at = memmem(line, (size_t)len, sep, seplen);
       if (!at) {
-        if (flush(p) != 0) { rc = eddy_cli_fail(a, "%s", errmsg(p)); break; }
+        if (flush(p) != 0) { rc = flush_failed(p); break; }
         rc = eddy_cli_fail(a, "line %" PRId64 ": no key separator '%s' (%" PRId64
                            " message%s before it produced)", line_no, sep,
                            p->produced, p->produced == 1 ? "" : "s");
@@ -216,7 +238,7 @@ static int run_produce(const eddy_cli_args *a) {
     char msg[256];
     if (check_line(p, &r, msg, sizeof msg)) {
       /* The bad line is not written; every line before it is. */
-      if (flush(p) != 0) { rc = eddy_cli_fail(a, "%s", errmsg(p)); break; }
+      if (flush(p) != 0) { rc = flush_failed(p); break; }
       rc = eddy_cli_fail(a, "line %" PRId64 ": %s (%" PRId64 " message%s before "
                          "it produced)", line_no, msg, p->produced,
                          p->produced == 1 ? "" : "s");
@@ -229,12 +251,12 @@ static int run_produce(const eddy_cli_args *a) {
     line = NULL;
     cap = 0;
     if (p->n == BATCH && flush(p) != 0) {
-      rc = eddy_cli_fail(a, "%s", errmsg(p));
+      rc = flush_failed(p);
       break;
     }
   }
   free(line);
-  if (rc == 0 && flush(p) != 0) rc = eddy_cli_fail(a, "%s", errmsg(p));
+  if (rc == 0 && flush(p) != 0) rc = flush_failed(p);
   for (size_t i = 0; i < p->n; i++) free(p->lines[i]);
 done:
   fflush(stdout);

@@ -320,6 +320,7 @@ int eddy_kafka_produce(eddy_kafka *k, const char *topic, const eddy_record *recs
     if (r->id && r->id_len) snprintf(o->id, sizeof o->id, "%.*s", (int)r->id_len, r->id);
     else eddy_uuid_v7(o->id);
     o->timestamp = r->timestamp > 0 ? r->timestamp : now_ms();
+    o->offset = -1;   /* until acknowledged */
     d[i].tag = DELIVERY;
     d[i].out = o;
     rd_kafka_resp_err_t e;
@@ -562,9 +563,13 @@ static rd_kafka_t *reader(eddy_kafka *k) {
   if (k->reader) return k->reader;
   char err[512];
   rd_kafka_conf_t *c = new_conf(k, err, sizeof err);
-  /* Assign-only: it never joins the group nor commits. */
+  /* Assign-only: it never joins the group nor commits.  An offset the
+   * cluster calls out of range (a fetch error, or retention meanwhile)
+   * restarts at the earliest: what was read already is skipped by offset,
+   * where "latest" would end the read as if the partition were done. */
   if (!c || set(c, "group.id", "eddy-reader", err, sizeof err) ||
       set(c, "enable.auto.commit", "false", err, sizeof err) ||
+      set(c, "auto.offset.reset", "earliest", err, sizeof err) ||
       set(c, "enable.partition.eof", "true", err, sizeof err)) {
     if (c) rd_kafka_conf_destroy(c);
     fail(k, EDDY_EINVAL, "%s", err);

@@ -88,8 +88,9 @@ int eddy_kafka_fetch(eddy_kafka *k, const char *topic, int partition, int64_t fr
                      int max, eddy_message_cb cb, void *ud);
 /* Produces n records (idempotent producer) and waits until every one is
  * acknowledged; out[i] gets each one's partition, offset, timestamp and
- * id.  A record that fails to deliver fails the call (the ones before it
- * may be written). */
+ * id.  A record that fails to deliver fails the call; the others may be
+ * written, before it or after it (partitions are written independently):
+ * out[i].offset is -1 for each record not written. */
 int eddy_kafka_produce(eddy_kafka *k, const char *topic, const eddy_record *recs, size_t n,
                        eddy_produced *out);
 

@@ -758,8 +758,11 @@ static int kafka_topics(eddy_runner *r, eddy_app *a, char *err, size_t errlen) {
       }
     }
   }
+  /* A topic that exists is left as it is: a cluster may refuse creating
+   * topics (ACLs, or no controller answering) while having them all. */
   for (int d = 0; d < a->ntopics; d++) {
-    int created = 0;
+    int created = 0, np;
+    if (eddy_kafka_topic_partitions(k, a->topic_names[d], &np) == 0) continue;
     if (eddy_kafka_topic_create(k, a->topic_names[d], &a->topics[d], 1, &created) != 0) {
       snprintf(err, errlen, "%s: %s", r->app_file, eddy_kafka_errmsg(k));
       return -1;
@@ -773,9 +776,10 @@ static int kafka_topics(eddy_runner *r, eddy_app *a, char *err, size_t errlen) {
     for (int t = 0; t < c->ntopics; t++) {
       eddy_topic_config dc;
       eddy_topic_config_init(&dc);
-      int created = 0;
+      int created = 0, np;
       if (eddy_kafka_topic_partitions(k, c->topics[t], &dc.partitions) != 0 ||
-          eddy_kafka_topic_create(k, c->dlq_topics[t], &dc, 1, &created) != 0) {
+          (eddy_kafka_topic_partitions(k, c->dlq_topics[t], &np) != 0 &&
+           eddy_kafka_topic_create(k, c->dlq_topics[t], &dc, 1, &created) != 0)) {
         snprintf(err, errlen, "%s: consumer '%s': dead-letter topic: %s", c->file, c->name,
                  eddy_kafka_errmsg(k));
         return -1;

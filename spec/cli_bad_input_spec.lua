@@ -213,7 +213,7 @@ describe("eddy on a bad command line", function()
   it("names a missing argument", function()
     local dir = seeded()
     fails(2, "eddy produce: missing argument (usage: eddy produce TOPIC [--key K] " ..
-             "[--header NAME=VALUE]... [VALUE]) (see 'eddy produce --help')",
+             "[--type T] [--header NAME=VALUE]... [VALUE]) (see 'eddy produce --help')",
           { "--data", dir, "produce" })
     fails(2, "eddy tail: missing argument (usage: eddy tail TOPIC [--from-beginning] [--limit N] " ..
              "[--follow] [--json]) (see 'eddy tail --help')",

@@ -559,7 +559,7 @@ describe("eddy --help", function()
       { { "topic", "alter" }, "Usage: eddy topic alter NAME [--retention AGE] " ..
                               "[--retention-bytes SIZE] [--max-message-bytes SIZE]" },
       { { "topic", "trim" }, "Usage: eddy topic trim [NAME]" },
-      { { "produce" }, "Usage: eddy produce TOPIC [--key K] [--header NAME=VALUE]... [VALUE]" },
+      { { "produce" }, "Usage: eddy produce TOPIC [--key K] [--type T] [--header NAME=VALUE]... [VALUE]" },
       { { "tail" }, "Usage: eddy tail TOPIC [--from-beginning] [--limit N] [--follow] [--json]" },
       { { "version" }, "Usage: eddy version" },
     }
