@@ -51,12 +51,13 @@ LBIND_OBJS  = $(LBIND:%=$(OBJ)/%.o)
 CLI_OBJS    = $(CLI:%=$(OBJ)/%.o)
 RUNTIME_OBJS = $(RUNTIME:%=$(OBJ)/%.o) $(OBJ)/embedded.o
 HEADERS     = $(wildcard runtime/*.h)
-TEST_SRCS   = $(wildcard test/*.c)
+# test/kmock.c is a program of its own (the Kafka mock cluster the specs drive).
+TEST_SRCS   = $(filter-out test/kmock.c,$(wildcard test/*.c))
 
 .PHONY: all binaries deps test test-asan bench demo install uninstall clean lint check-rockspec \
   kafka-up kafka-down bench-kafka
 
-all: binaries $(BUILD)/test-runner
+all: binaries $(BUILD)/test-runner $(BUILD)/kmock
 
 # What gets installed: the binary and the Lua C module.
 binaries: $(BUILD)/eddy $(BUILD)/lib/eddy/core.so
@@ -84,6 +85,10 @@ $(BUILD)/lib/eddy/core.so: $(LBIND_OBJS) $(CORE_OBJS)
 $(BUILD)/test-runner: $(TEST_SRCS) $(wildcard test/*.h) $(CORE_OBJS) $(OBJ)/ljson.o
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) -Itest $(TEST_SRCS) $(CORE_OBJS) \
 	  $(OBJ)/ljson.o -o $@ $(LDFLAGS) $(MOD_LIBS) -llua5.4 -lm
+
+# A librdkafka mock cluster driven from stdin, for spec/kafka_mock_spec.lua.
+$(BUILD)/kmock: test/kmock.c | $(OBJ)
+	$(CC) $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) -lrdkafka
 
 # Installs whichever Debian packages are missing; does nothing when all are
 # there.
