@@ -636,4 +636,36 @@ return eddy.consumer {
     assert.equal(failing, third)
     for k = 1, KEYS do assert.equal(PER_KEY, st["last:k" .. k]) end
   end)
+
+  it("with static membership, an instance killed and restarted gets its partitions back "
+     .. "without waiting for its session to expire", function()
+    local names = { IN = fresh("orders"), OUT = fresh("counted"), NAME = fresh("static") }
+    local app = make_app(names, { count = COUNTER })
+    -- The session (45 s) outlasts the test's patience: only static
+    -- membership brings the partitions back in time.
+    local text = H.read(app.file):gsub("%['session%.timeout%.ms'%] = 6000",
+                                       "['session.timeout.ms'] = 45000, "
+                                       .. "['group.instance.id'] = 'instance-1'")
+    assert.truthy(text:find("['group.instance.id'] = 'instance-1'", 1, true), text)
+    H.write(app.file, text)
+    kafka({ "topic", "create", names.IN, "--partitions", "4" })
+    local first = H.spawn({ "run", app.file })
+    defer(function() H.cleanup(first) end)
+    local function assigned(h)
+      local _, n = (H.read(h.err) or ""):gsub("assigned ", "")
+      return n == 4
+    end
+    H.wait_until(function() return assigned(first) end, 45, "the first run's partitions")
+    assert.is_true(H.kill(first.pid, "KILL"))
+    H.wait_exit(first, 10)
+    local t0 = now_ms()
+    local second = H.spawn({ "run", app.file })
+    defer(function() H.cleanup(second) end)
+    H.wait_until(function() return assigned(second) end, 20,
+                 "the restarted run's partitions (static membership)")
+    print(string.format("# static membership: partitions back %d ms after the restart",
+                        now_ms() - t0))
+    assert.is_true(H.kill(second.pid, "TERM"))
+    assert.equal(0, H.wait_exit(second, 30))
+  end)
 end)
