@@ -155,7 +155,11 @@ int eddy_outbox_read(eddy_store *s, int max, eddy_outbox_rows *out) {
   size_t n;
   int64_t last;
   int rc = read_rows(s, max, &rows, &n, &last);
-  if (rc == 0 && n) {
+  if (rc == 0 && n == 0) {
+    free_rows(rows, 0);
+    return 0;
+  }
+  if (rc == 0) {
     out->topics = malloc(n * sizeof *out->topics);
     out->recs = malloc(n * sizeof *out->recs);
     if (!out->topics || !out->recs) rc = eddy_store_seterr(s, EDDY_ENOMEM, "out of memory");
