@@ -584,6 +584,16 @@ function M.consumer(def)
   error(c, 0)  -- not a mistake in def (out of memory, say): pass it on
 end
 
+--- Internal, used by `eddy.saga`: `consumer` raising its message without
+-- a position (the caller adds its own).
+-- @local
+function M._consumer(def)
+  local ok, c = pcall(normalize, def)
+  if ok then return c end
+  if getmetatable(c) == Failure then error(c.msg, 0) end
+  error(c, 0)
+end
+
 --- A choreography rule: a consumer of some event types
 -- (`eddy.saga.on`, docs/sagas.md).
 function M.on(types, opts, fn)

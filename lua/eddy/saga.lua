@@ -20,11 +20,12 @@ local OUTCOMES = { next = true, compensate = true, abort = true, finish = true }
 local Failure = {}
 local function fail(msg) error(setmetatable({ msg = msg }, Failure), 0) end
 
--- Runs check(def) and turns a Failure into an error at the caller's caller.
+-- Runs check(def) and turns a Failure into its message, without a
+-- position: `eddy.on` and `eddy.saga` (init.lua) add their caller's.
 local function checked(check, def)
   local ok, v = pcall(check, def)
   if ok then return v end
-  if getmetatable(v) == Failure then error(v.msg, 3) end
+  if getmetatable(v) == Failure then error(v.msg, 0) end
   error(v, 0)
 end
 
@@ -97,10 +98,11 @@ local function check_rule(args)
   local topics = opts.topics or opts.topic
   if topics == nil then fail(p .. "'topic' is missing (the topic the events come on)") end
   local emits = opts.emits and list_of_strings(p, "emits", opts.emits) or {}
-  local name = opts.name or ("on." .. table.concat(types, "+"))
+  -- The default name (the consumer group) from the types, made valid.
+  local name = opts.name or ("on." .. table.concat(types, "-"):gsub("[^%w._-]", "_"))
   local wanted, allowed = set_of(types), set_of(emits)
   local who = "rule '" .. name .. "'"
-  local c = eddy.consumer(consumer_opts(opts, {
+  local c = eddy._consumer(consumer_opts(opts, {
     name = name,
     topics = topics,
     handle = function(msg, ctx)
@@ -424,11 +426,11 @@ function M.saga(def)
   local topics = def.topics
   if type(topics) == "string" then topics = { topics } end
   if type(topics) ~= "table" or #topics == 0 then
-    error("saga '" .. s.name .. "': 'topics' must list the topics its events come on", 2)
+    error("saga '" .. s.name .. "': 'topics' must list the topics its events come on", 0)
   end
   local all = { s.topic }
   for _, t in ipairs(topics) do all[#all + 1] = t end
-  local c = eddy.consumer(consumer_opts(def, {
+  local c = eddy._consumer(consumer_opts(def, {
     name = s.name,
     topics = all,
     handle = function(msg, ctx) return handle(s, msg, ctx) end,

@@ -9,6 +9,9 @@ local STATUSES = { "running", "completed", "compensating", "compensated", "faile
 
 local function out(...) io.stdout:write(...) end
 
+-- A table row, without the spaces padding its last column.
+local function row(fmt, ...) out((string.format(fmt, ...):gsub(" +$", "")), "\n") end
+
 -- Every saga instance in the store, oldest first, with its status: failed
 -- when a message of the instance is quarantined and not replayed.
 local function instances(tool, only)
@@ -63,17 +66,16 @@ function M.saga_list(tool, opts)
   end
   local list = instances(tool, opts.saga)
   if not opts.json then
-    out(string.format("%-36s  %-16s  %-12s  %-18s  %-24s  %s\n", "ID", "SAGA", "STATUS",
-                      "STEP", "STARTED", "WHY"))
+    row("%-36s  %-16s  %-12s  %-18s  %-24s  %s", "ID", "SAGA", "STATUS", "STEP", "STARTED",
+        "WHY")
   end
   for _, inst in ipairs(list) do
     if not opts.status or inst.status == opts.status then
       if opts.json then
         out(tool.encode(inst), "\n")
       else
-        out(string.format("%-36s  %-16s  %-12s  %-18s  %-24s  %s\n", inst.id, inst.saga,
-                          inst.status, step_name(inst), tool.time(inst.started_at or 0),
-                          inst.failure or inst.reason or ""))
+        row("%-36s  %-16s  %-12s  %-18s  %-24s  %s", inst.id, inst.saga, inst.status,
+            step_name(inst), tool.time(inst.started_at or 0), inst.failure or inst.reason or "")
       end
     end
   end
@@ -98,12 +100,17 @@ function M.saga_show(tool, opts)
   out(string.format("started:  %s\nupdated:  %s\ndata:     %s\nhistory:\n",
                     tool.time(i.started_at or 0), tool.time(i.updated_at or 0),
                     tool.encode(i.data or {})))
+  -- The step column fits the longest step name.
+  local width = 12
+  for _, e in ipairs(i.history or {}) do
+    if e.step and #e.step > width then width = #e.step end
+  end
   for _, e in ipairs(i.history or {}) do
     local what = e.what
     if what == "command" then what = "sent"
     elseif what == "reply" or what == "start" then what = "received" end
-    out(string.format("  %s  %-12s %-12s %-22s %s\n", tool.time(e.at or 0), what,
-                      e.step or "", e.type or "", e.id or ""))
+    row("  %s  %-12s %-" .. width .. "s %-22s %s", tool.time(e.at or 0), what, e.step or "",
+        e.type or "", e.id or "")
   end
   return 0
 end
