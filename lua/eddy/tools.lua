@@ -22,12 +22,13 @@ local function instances(tool, only)
       if #rows > 0 then
         local bad = {}
         for _, q in ipairs(tool.quarantined(consumer)) do
-          for _, k in ipairs({ q.correlation_id, q.key, q.id }) do
-            bad[k] = bad[k] or q
+          -- (Any of the three may be absent: not a list to ipairs.)
+          for _, f in ipairs({ "correlation_id", "key", "id" }) do
+            if q[f] then bad[q[f]] = bad[q[f]] or q end
           end
         end
-        for _, row in ipairs(rows) do
-          local inst = tool.json(row.value)
+        for _, r in ipairs(rows) do
+          local inst = tool.json(r.value)
           if type(inst) == "table" and inst.id then
             inst.saga = inst.saga or consumer
             local q = bad[inst.id]
