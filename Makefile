@@ -24,7 +24,7 @@ SUDO        ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian 12 packages eddy needs to build, test and demo.
 DEB_PACKAGES ?= gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev \
   librdkafka-dev libsqlite3-dev lua-busted lua-cjson luarocks kcat lua-check \
-  sqlite3 libmimalloc-dev openjdk-17-jre-headless maven
+  sqlite3 libmimalloc-dev openjdk-17-jre-headless maven prometheus curl
 
 WARN     = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
 CPPFLAGS_ALL = -I$(LUA_INCDIR) -Iruntime -DEDDY_VERSION='"$(EDDY_VERSION)"'
@@ -41,7 +41,7 @@ CORE   = errors store log headers partitioner uuid buf units state outbox kafka 
 # Lua bindings.
 LBIND  = leddy llog
 # The consumer runtime (needs Lua and libuv; only in the binary).
-RUNTIME = runner worker sandbox lctx lmsg ljson app reload control ksource krelay
+RUNTIME = runner worker sandbox lctx lmsg ljson app reload control ksource krelay metrics admin
 CLI    = cli cli_topic cli_produce cli_tail cli_run cli_dlq cli_state cli_reload cli_saga
 LUA_LIB = $(sort $(wildcard lua/eddy/*.lua))
 

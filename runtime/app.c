@@ -116,6 +116,12 @@ static int read_app(lua_State *L, const char *file, const char *data_override,
   lua_getfield(L, app, "broker");
   if (lua_isstring(L, -1)) a->broker = dupstr(lua_tostring(L, -1));
   lua_pop(L, 1);
+  lua_getfield(L, app, "admin");
+  if (lua_isstring(L, -1)) a->admin = dupstr(lua_tostring(L, -1));
+  lua_pop(L, 1);
+  lua_getfield(L, app, "admin_public");
+  a->admin_public = lua_toboolean(L, -1);
+  lua_pop(L, 1);
 
   /* The app's topics, in name order for a stable creation order. */
   lua_getfield(L, app, "topics");
@@ -213,6 +219,7 @@ void eddy_app_free(eddy_app *a) {
   for (int i = 0; i < a->nkafka; i++) free(a->kafka[i]);
   free(a->kafka);
   free(a->broker);
+  free(a->admin);
   for (int i = 0; i < a->ntopics; i++) free(a->topic_names[i]);
   free(a->topic_names);
   free(a->topics);

@@ -30,6 +30,8 @@ typedef struct eddy_app {
   int nconsumers;
   eddy_consumer_def *consumers; /* in load order; store_id and slot_seq unset */
   char *broker;             /* kafka://..., or NULL: the embedded log */
+  char *admin;              /* the admin endpoint's HOST:PORT, or NULL */
+  int admin_public;         /* admin may listen on an address not loopback */
   int nkafka;
   char **kafka;             /* librdkafka properties: name, value, ..., NULL */
 } eddy_app;

@@ -10,13 +10,14 @@ static const eddy_cli_opt run_opts[] = {
   { "drain", 0, NULL, "exit 0 once every partition is consumed, no retry waits and the outbox is empty" },
   { "workers", 'w', "N", "handler threads (default: the app's 'workers', else 2)" },
   { "broker", 0, "URL", "consume from the Kafka cluster kafka://HOST:PORT[,...] (default: the app's 'broker', else the embedded log)" },
+  { "admin", 0, "ADDR", "serve /metrics, /healthz and /readyz on HOST:PORT (default: the app's 'admin'; port 0: any free port)" },
   { 0 }
 };
 
 static int run_run(const eddy_cli_args *a) {
   eddy_run_options o = { a->npos ? a->pos[0] : "./eddy.lua",
                          eddy_cli_value(a, "data"), eddy_cli_flag(a, "drain"), 0,
-                         eddy_cli_value(a, "broker") };
+                         eddy_cli_value(a, "broker"), eddy_cli_value(a, "admin") };
   if (eddy_cli_value(a, "workers")) {
     int64_t n;
     if (eddy_cli_int(a, "workers", 1, 64, &n) != 0) return EDDY_EXIT_USAGE;

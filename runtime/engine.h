@@ -133,6 +133,19 @@ eddy_job *eddy_job_new(eddy_cursor *c, int64_t offset, int64_t timestamp,
 void eddy_job_free(eddy_job *j);
 
 /* Counters of one run (atomics: workers add, the runner reads). */
+/* Handler latency buckets, seconds (upper bounds; a last one is +Inf). */
+#define EDDY_LAT_BUCKETS 12
+extern const double eddy_lat_bounds[EDDY_LAT_BUCKETS];
+
+/* Per consumer number, for /metrics (metrics.h): counted where they
+ * happen, read by the scrape. */
+typedef struct eddy_cmetrics {
+  _Atomic int64_t received, handled, failed, retried, deduplicated, quarantined;
+  _Atomic int64_t parked;       /* messages waiting for a retry now */
+  _Atomic uint64_t lat[EDDY_LAT_BUCKETS + 1];  /* handler calls per bucket */
+  _Atomic uint64_t lat_count, lat_sum_us;
+} eddy_cmetrics;
+
 typedef struct eddy_counters {
   _Atomic int64_t received, handled, failed, retried, deduplicated,
     quarantined, emitted, relayed, conflicts;
@@ -192,6 +205,10 @@ struct eddy_runner {
   int64_t store_commits;
   _Atomic uint64_t foreign_seq;
   eddy_counters n;
+  eddy_cmetrics cm[EDDY_MAX_CONSUMERS];
+  struct eddy_admin *admin;     /* the admin HTTP endpoint, or NULL */
+  char *admin_addr;             /* its address (--admin, else the app's), or NULL */
+  int admin_public;
   int64_t started_ms;
   int64_t dedupe_window_ms;
   /* Dedupe keys of recent commits (under write_mu), newest first: a

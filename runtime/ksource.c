@@ -372,6 +372,25 @@ void eddy_ksource_commit(eddy_ksource *ks) {
   }
 }
 
+int eddy_ksource_high(eddy_ksource *ks, const eddy_cursor *c, int64_t *high) {
+  for (int i = 0; ks && i < ks->n; i++) {
+    if (ks->g[i].consumer != c->consumer || !ks->g[i].rk) continue;
+    int64_t lo = -1, hi = -1;
+    if (rd_kafka_get_watermark_offsets(ks->g[i].rk, c->topic, c->partition, &lo, &hi) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR && hi >= 0) {
+      *high = hi;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+int eddy_ksource_ready(const eddy_ksource *ks) {
+  for (int i = 0; ks && i < ks->n; i++)
+    if (!ks->g[i].ever) return 0;
+  return ks != NULL;
+}
+
 int eddy_ksource_caught_up(eddy_ksource *ks) {
   eddy_runner *r = ks->r;
   for (int i = 0; i < ks->n; i++)

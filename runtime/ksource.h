@@ -39,6 +39,11 @@ int eddy_ksource_read(eddy_ksource *ks, int max,
 /* Commits the stored offsets of assigned partitions to Kafka (async), at
  * most once a second. */
 void eddy_ksource_commit(eddy_ksource *ks);
+/* The high watermark librdkafka last saw for cursor c's partition (no
+ * request: for /metrics).  0, or -1 when none is known. */
+int eddy_ksource_high(eddy_ksource *ks, const eddy_cursor *c, int64_t *high);
+/* 1 once every consumer got its first assignment. */
+int eddy_ksource_ready(const eddy_ksource *ks);
 /* 1 when every consumer has its partitions and has read each to its end. */
 int eddy_ksource_caught_up(eddy_ksource *ks);
 

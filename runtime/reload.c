@@ -68,6 +68,7 @@ struct eddy_reloader {
   char next_source[32];
   /* The last reload. */
   int reloads;           /* successful ones */
+  int failed_reloads;
   int64_t last_at;
   int last_ok;
   char last_source[32];
@@ -195,6 +196,7 @@ static void log_and_tell(eddy_reloader *rl, waiter *list, int ok, const char *te
     rl->reloads++;
     eddy_logf("INFO", "reload (%s): ok: %s", rl->source, text);
   } else {
+    rl->failed_reloads++;
     eddy_logf("ERROR", "reload (%s): %s; the running version stays", rl->source, text);
   }
   while (list) {
@@ -514,6 +516,11 @@ void eddy_reloader_request(eddy_reloader *rl, const char *source, eddy_reload_do
 }
 
 /* ---- status ------------------------------------------------------------------ */
+
+void eddy_reloader_counts(const eddy_reloader *rl, int *ok, int *failed) {
+  *ok = rl ? rl->reloads : 0;
+  *failed = rl ? rl->failed_reloads : 0;
+}
 
 void eddy_reloader_status(eddy_reloader *rl, eddy_buf *b) {
   eddy_runner *r = rl->r;

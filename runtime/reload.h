@@ -48,5 +48,7 @@ void eddy_reloader_request(eddy_reloader *rl, const char *source, eddy_reload_do
                            void *ud);
 /* Appends the run's status to b as one JSON object (see docs/reload.md). */
 void eddy_reloader_status(eddy_reloader *rl, struct eddy_buf *b);
+/* Reloads so far, that went through and that failed (rl may be NULL). */
+void eddy_reloader_counts(const eddy_reloader *rl, int *ok, int *failed);
 
 #endif

@@ -16,6 +16,7 @@
  */
 #include "runner.h"
 #include "kafka.h"
+#include "admin.h"
 #include "krelay.h"
 #include "ksource.h"
 #include "app.h"
@@ -412,6 +413,7 @@ static int on_message(void *ud, const eddy_message *m) {
   uv_mutex_lock(&rt->r->track_mu);
   eddy_cursor_add(c, m->offset);
   uv_mutex_unlock(&rt->r->track_mu);
+  atomic_fetch_add_explicit(&rt->r->cm[c->consumer].received, 1, memory_order_relaxed);
   int w = (int)(route_hash(j) % (uint64_t)rt->r->nworkers);
   if (rt->tail[w]) rt->tail[w]->next = j; else rt->head[w] = j;
   rt->tail[w] = j;
@@ -726,6 +728,7 @@ static void free_runner(eddy_runner *r) {
     eddy_runner_unlock(r, i);
   }
   if (r->relay_fd >= 0) close(r->relay_fd);
+  free(r->admin_addr);
   free(r->workers);
   free(r->data_dir);
   free(r->app_dir);
@@ -909,6 +912,9 @@ int eddy_run(const eddy_run_options *o) {
     eddy_app_free(&a);
     goto out;
   }
+  const char *admin_addr = o->admin ? o->admin : a.admin;
+  r->admin_addr = admin_addr ? strdup(admin_addr) : NULL;
+  r->admin_public = a.admin_public;
   int rc = first_gen(r, &a);
   if (rc == 0 && eddy_reloader_new(r, &a, &r->reloader, err, sizeof err) != 0) {
     fprintf(stderr, "eddy run: %s\n", err);
@@ -920,14 +926,28 @@ int eddy_run(const eddy_run_options *o) {
   r->loop = uv_default_loop();
   uv_async_init(r->loop, &r->progress, on_progress);
   r->progress.data = r;
+  /* The admin endpoint first: a port in use is a bad start, said in one
+   * line before anything runs. */
+  if (r->admin_addr &&
+      eddy_admin_start(r, r->admin_addr, r->admin_public, &r->admin, err, sizeof err) != 0) {
+    fprintf(stderr, "eddy run: %s\n", err);
+    uv_close((uv_handle_t *)&r->progress, close_cb);
+    uv_run(r->loop, UV_RUN_DEFAULT);
+    eddy_admin_free(r->admin);
+    r->admin = NULL;
+    goto out;
+  }
   r->workers = calloc((size_t)r->nworkers, sizeof *r->workers);
   for (int i = 0; i < r->nworkers; i++) {
     r->workers[i] = eddy_worker_start(r, i, err, sizeof err);
     if (!r->workers[i]) {
       fprintf(stderr, "eddy run: %s\n", err);
       for (int k = 0; k < i; k++) eddy_worker_stop(r->workers[k]);
+      eddy_admin_stop(r->admin);
       uv_close((uv_handle_t *)&r->progress, close_cb);
       uv_run(r->loop, UV_RUN_DEFAULT);
+      eddy_admin_free(r->admin);
+      r->admin = NULL;
       goto out;
     }
   }
@@ -952,6 +972,7 @@ int eddy_run(const eddy_run_options *o) {
   uv_timer_start(&r->poll, on_poll, POLL_MS, POLL_MS);
   uv_timer_start(&r->housekeeping, on_housekeeping, 1000, HOUSEKEEPING_MS);
   if (eddy_reloader_start(r->reloader) != 0) r->stopping = 1;
+
   if (r->kafka && !r->stopping && eddy_ksource_start(r, &r->ksource, err, sizeof err) != 0) {
     eddy_logf("ERROR", "eddy run: %s", err);
     r->stopping = 1;
@@ -986,6 +1007,7 @@ int eddy_run(const eddy_run_options *o) {
   }
   eddy_ksource_stop(r->ksource);
   eddy_krelay_stop(r->krelay);
+  eddy_admin_stop(r->admin);
   uv_close((uv_handle_t *)&r->poll, close_cb);
   uv_close((uv_handle_t *)&r->housekeeping, close_cb);
   uv_close((uv_handle_t *)&r->again, close_cb);
@@ -998,6 +1020,8 @@ int eddy_run(const eddy_run_options *o) {
   r->reloader = NULL;
   eddy_ksource_free(r->ksource);
   r->ksource = NULL;
+  eddy_admin_free(r->admin);
+  r->admin = NULL;
 
   double secs = (double)(eddy_now_ms() - r->started_ms) / 1000.0;
   eddy_logf(r->failed ? "ERROR" : "INFO",

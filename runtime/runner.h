@@ -11,6 +11,7 @@ typedef struct eddy_run_options {
   int drain;          /* exit 0 once everything is consumed */
   int workers;        /* overrides the app's worker count when > 0 */
   const char *broker; /* overrides the app's broker (kafka://...), or NULL */
+  const char *admin;        /* the admin endpoint's address, or NULL: the app's */
 } eddy_run_options;
 
 /* Runs the app until SIGINT/SIGTERM (or, with drain, until every

@@ -373,6 +373,7 @@ static void park_release(eddy_worker *w, park *p) {
   *pp = p->next;
   w->nparked--;
   atomic_fetch_sub(&w->r->parked, 1);
+  atomic_fetch_sub_explicit(&w->r->cm[p->consumer].parked, 1, memory_order_relaxed);
   queue_front(w, p->wait_head, p->wait_tail);
   uv_timer_stop(&p->timer);
   uv_close((uv_handle_t *)&p->timer, free_park);
@@ -650,8 +651,11 @@ static int failed(eddy_worker *w, eddy_job *j, const eddy_failure *f) {
   set_str(&j->traceback, f->traceback);
   set_str(&j->reason, f->reason);
   atomic_fetch_add(&r->n.failed, 1);
+  eddy_cmetrics *m = &r->cm[j->cursor->consumer];
+  atomic_fetch_add_explicit(&m->failed, 1, memory_order_relaxed);
   if (f->permanent || j->attempt >= c->attempts) return H_QUARANTINE;
   atomic_fetch_add(&r->n.retried, 1);
+  atomic_fetch_add_explicit(&m->retried, 1, memory_order_relaxed);
   eddy_logf("WARN", "consumer=%s id=%s topic=%s partition=%d offset=%" PRId64
             " attempt=%d retrying: %s", c->name, j->id, j->cursor->topic,
             j->cursor->partition, j->offset, j->attempt, f->error);
@@ -683,6 +687,7 @@ static void schedule_retry(eddy_worker *w, eddy_job *j, park *p,
     *b = p;
     w->nparked++;
     atomic_fetch_add(&w->r->parked, 1);
+    atomic_fetch_add_explicit(&w->r->cm[p->consumer].parked, 1, memory_order_relaxed);
   }
   p->queued = 0;
   int64_t delay = eddy_retry_delay(c->backoff_ms, c->max_backoff_ms, j->attempt,
@@ -765,6 +770,25 @@ static void prefetch(eddy_worker *w) {
   }
 }
 
+static int64_t mono_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+const double eddy_lat_bounds[EDDY_LAT_BUCKETS] = {
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+};
+
+/* One handler call's duration into its consumer's histogram. */
+static void observe_latency(eddy_cmetrics *m, int64_t us) {
+  int b = 0;
+  while (b < EDDY_LAT_BUCKETS && (double)us > eddy_lat_bounds[b] * 1e6) b++;
+  atomic_fetch_add_explicit(&m->lat[b], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&m->lat_count, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&m->lat_sum_us, (uint64_t)us, memory_order_relaxed);
+}
+
 /* Handles job j: dedupe, the handler, the outcome.  Returns H_*. */
 static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
   eddy_runner *r = w->r;
@@ -833,7 +857,9 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
   lctx_push_handle(L, &w->lc[ci]);
   lua_pushvalue(L, msg);
   lctx_push_ctx(L, &w->lc[ci], j->attempt + 1);
+  int64_t t0 = mono_us();
   int rc = eddy_sandbox_call(w->sb, 2, 0, &f);
+  observe_latency(&r->cm[ci], mono_us() - t0);
   lctx_invalidate_msg(L, msg);
   lua_settop(L, top);
   w->current = NULL;
@@ -1239,6 +1265,15 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
   }
   atomic_fetch_add(&r->n.handled, handled);
   atomic_fetch_add(&r->n.quarantined, quarantined);
+  for (int i = 0; i < limit; i++) {
+    outcome *o = &w->out[i];
+    eddy_cmetrics *m = &r->cm[o->job->cursor->consumer];
+    if (o->kind == O_DONE) atomic_fetch_add_explicit(&m->handled, 1, memory_order_relaxed);
+    else if (o->kind == O_QUARANTINE)
+      atomic_fetch_add_explicit(&m->quarantined, 1, memory_order_relaxed);
+    else if (o->kind == O_DUP)
+      atomic_fetch_add_explicit(&m->deduplicated, 1, memory_order_relaxed);
+  }
   /* Duplicates count once, when committed: a batch handled again after a
    * conflict meets its duplicates again. */
   int64_t dups = 0;
@@ -1298,6 +1333,7 @@ static void redo_from(eddy_worker *w, int from) {
     *pp = p->next;
     w->nparked--;
     atomic_fetch_sub(&w->r->parked, 1);
+    atomic_fetch_sub_explicit(&w->r->cm[p->consumer].parked, 1, memory_order_relaxed);
     p->job->attempt = p->prev_attempt;
     p->job->first_failure = p->prev_first;
     p->job->last_failure = p->prev_last;
@@ -1406,6 +1442,7 @@ static void drop_retired(eddy_worker *w) {
       *pp = p->next;
       w->nparked--;
       atomic_fetch_sub(&w->r->parked, 1);
+      atomic_fetch_sub_explicit(&w->r->cm[p->consumer].parked, 1, memory_order_relaxed);
       for (eddy_job *j = p->wait_head, *n; j; j = n) { n = j->next; drop_job(w, j); }
       p->wait_head = p->wait_tail = NULL;
       /* A retry that is due sits in the queue (dropped above). */

@@ -341,7 +341,8 @@ describe("eddy.app", function()
         }, a.topics)
         assert.same({ dir .. "/handlers/a_count.lua", dir .. "/handlers/b_multi.lua",
                       dir .. "/extra/audit.lua" }, a.handler_files)
-        assert.same({ listen = "127.0.0.1:8080" }, a.admin)
+        assert.equal("127.0.0.1:8080", a.admin)
+        assert.is_false(a.admin_public)
         assert.is_nil(a.broker)
         assert.is_nil(a.kafka)
       end)
@@ -500,14 +501,14 @@ describe("eddy.app", function()
         assert.same({ "a", "b" }, names(a.consumers))
       end)
 
-      it("passes admin on untouched, and broker and kafka properties as strings", function()
+      it("takes admin as HOST:PORT, and broker and kafka properties as strings", function()
         local a, err = load_tree(
-          'return { handlers = "c.lua", admin = 1, broker = "kafka://h:9092",' ..
+          'return { handlers = "c.lua", admin = "127.0.0.1:9464", broker = "kafka://h:9092",' ..
           ' kafka = { ["socket.timeout.ms"] = 5000, ["enable.ssl.certificate.verification"] = false,' ..
           ' ["security.protocol"] = "SSL" } }',
           { ["c.lua"] = COUNT })
         assert.is_nil(err)
-        assert.equal(1, a.admin)
+        assert.equal("127.0.0.1:9464", a.admin)
         assert.equal("kafka://h:9092", a.broker)
         assert.same({ "enable.ssl.certificate.verification", "false", "security.protocol", "SSL",
                       "socket.timeout.ms", "5000" }, a.kafka)
@@ -592,8 +593,8 @@ describe("eddy.app", function()
         assert.equal(FIX .. "unknown_app_option/eddy.lua: unknown option 'hanlders'" ..
                      " (did you mean 'handlers'?)", fixture_error("unknown_app_option"))
         local err, dir = tree_error('return { consumers = {} }')
-        assert.equal(dir .. "/eddy.lua: unknown option 'consumers' (known: admin, broker, data," ..
-                     " dedupe_window, handlers, kafka, topics, workers)", err)
+        assert.equal(dir .. "/eddy.lua: unknown option 'consumers' (known: admin, admin_public," ..
+                     " broker, data, dedupe_window, handlers, kafka, topics, workers)", err)
       end)
 
       it("when workers is out of range", function()

@@ -35,8 +35,8 @@ local MAX_MESSAGE_BYTES = 256 * 1024 * 1024   -- EDDY_LIMIT_MAX_MESSAGE_BYTES
 
 -- admin, broker and kafka are read by later parts of eddy; they are
 -- accepted here and passed on untouched.
-local APP_OPTIONS = { "data", "workers", "handlers", "topics", "dedupe_window", "admin", "broker",
-                      "kafka" }
+local APP_OPTIONS = { "data", "workers", "handlers", "topics", "dedupe_window", "admin",
+                      "admin_public", "broker", "kafka" }
 local TOPIC_OPTIONS = { "partitions", "retention", "retention_bytes",
                         "max_message_bytes" }
 local LOAD_OPTIONS = { "data" }
@@ -479,7 +479,24 @@ local function check_app(path, t, opts)
   end
   check_keys(p, "option", t, APP_OPTIONS)
   local dir = dirname(path)
-  local app = { file = path, dir = dir, admin = t.admin }
+  local app = { file = path, dir = dir }
+  -- admin = "HOST:PORT", or { listen = "HOST:PORT", public = true }.
+  local admin, public = t.admin, t.admin_public
+  if type(admin) == "table" then
+    check_keys(p .. "admin: ", "option", admin, { "listen", "public" })
+    if public == nil then public = admin.public end
+    admin = admin.listen
+  end
+  if admin ~= nil then
+    if type(admin) ~= "string" or not admin:match("^.+:%d+$") then
+      fail(p .. "'admin' must be HOST:PORT (e.g. \"127.0.0.1:9464\"), got " .. got(admin))
+    end
+    app.admin = admin
+  end
+  if public ~= nil and type(public) ~= "boolean" then
+    fail(p .. "'admin_public' must be true or false, got " .. got(public))
+  end
+  app.admin_public = public == true
   if t.broker ~= nil then
     if type(t.broker) ~= "string" or not t.broker:match("^kafka://.") then
       fail(p .. "'broker' must be a kafka:// URL (kafka://HOST:PORT[,HOST:PORT...]), got " ..

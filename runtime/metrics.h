@@ -1,0 +1,21 @@
+/*
+ * metrics.h - what `eddy run` serves at /metrics, in Prometheus's text
+ * format (version 0.0.4).
+ *
+ * Counters and the handler latency histogram are counted where things
+ * happen (the runner's reads, the workers' handler calls and commits:
+ * eddy_cmetrics in engine.h); gauges are read at each scrape from the
+ * store and the cursors: lag per partition, quarantine depth and age,
+ * parked messages, the outbox, reloads, saga instances by status.  See
+ * docs/metrics.md for every name.
+ */
+#ifndef EDDY_METRICS_H
+#define EDDY_METRICS_H
+
+#include "buf.h"
+#include "engine.h"
+
+/* Writes every metric of r into b.  Runs on the runner's loop thread. */
+void eddy_metrics_render(eddy_runner *r, eddy_buf *b);
+
+#endif
