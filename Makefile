@@ -42,7 +42,8 @@ CORE   = errors store log headers partitioner uuid buf units state outbox kafka 
 LBIND  = leddy llog
 # The consumer runtime (needs Lua and libuv; only in the binary).
 RUNTIME = runner worker sandbox lctx lmsg ljson app reload control ksource krelay metrics admin
-CLI    = cli cli_topic cli_produce cli_tail cli_run cli_dlq cli_state cli_reload cli_saga
+CLI    = cli cli_topic cli_produce cli_tail cli_run cli_dlq cli_state cli_reload cli_saga \
+         cli_trace
 LUA_LIB = $(sort $(wildcard lua/eddy/*.lua))
 
 OBJ         = $(BUILD)/obj

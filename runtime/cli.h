@@ -109,6 +109,6 @@ extern const eddy_cli_cmd eddy_cmd_topic_create, eddy_cmd_topic_list,
   eddy_cmd_topic_alter, eddy_cmd_topic_trim, eddy_cmd_produce, eddy_cmd_tail,
   eddy_cmd_run, eddy_cmd_dlq_list, eddy_cmd_dlq_show, eddy_cmd_dlq_replay,
   eddy_cmd_dlq_purge, eddy_cmd_state_get, eddy_cmd_state_list, eddy_cmd_reload,
-  eddy_cmd_status, eddy_cmd_saga_list, eddy_cmd_saga_show, eddy_cmd_flows;
+  eddy_cmd_status, eddy_cmd_saga_list, eddy_cmd_saga_show, eddy_cmd_flows, eddy_cmd_trace;
 
 #endif

@@ -89,22 +89,41 @@ static void latency(eddy_runner *r, eddy_buf *b) {
   }
 }
 
+/* The lag of cursor c, or -1 when its partition's end is not known. */
+static int64_t cursor_lag(eddy_runner *r, eddy_cursor *c) {
+  if (!c->live || atomic_load(&c->retired_gen) || atomic_load(&c->revoked)) return -1;
+  int64_t start = 0, end = 0;
+  int rc = r->kafka ? eddy_ksource_high(r->ksource, c, &end)
+                    : eddy_log_offsets(r->store, c->topic, c->partition, &start, &end);
+  if (rc != 0) return -1;
+  uv_mutex_lock(&r->write_mu);
+  int64_t committed = c->committed;
+  uv_mutex_unlock(&r->write_mu);
+  return end > committed ? end - committed : 0;
+}
+
+void eddy_metrics_consumer(eddy_runner *r, int consumer, eddy_consumer_stats *s) {
+  memset(s, 0, sizeof *s);
+  for (int k = 0; k < r->ncursors; k++) {
+    if (r->cursors[k]->consumer != consumer) continue;
+    int64_t v = cursor_lag(r, r->cursors[k]);
+    if (v > 0) s->lag += v;
+  }
+  s->parked = atomic_load(&r->cm[consumer].parked);
+  int64_t oldest = 0;
+  if (consumer < r->nconsumers)
+    eddy_dlq_depth(r->store, r->consumers[consumer].name, &s->quarantined, &oldest);
+}
+
 /* Lag: messages in the partition past the consumer's committed offset. */
 static void lag(eddy_runner *r, eddy_buf *b) {
   head(b, "eddy_consumer_lag", "gauge",
        "Messages in the partition not yet committed by the consumer.");
   for (int k = 0; k < r->ncursors; k++) {
     eddy_cursor *c = r->cursors[k];
-    if (!c->live || atomic_load(&c->retired_gen) || atomic_load(&c->revoked)) continue;
     if (c->consumer >= r->nconsumers || !r->consumers[c->consumer].active) continue;
-    int64_t start = 0, end = 0;
-    int rc = r->kafka ? eddy_ksource_high(r->ksource, c, &end)
-                      : eddy_log_offsets(r->store, c->topic, c->partition, &start, &end);
-    if (rc != 0) continue;
-    uv_mutex_lock(&r->write_mu);
-    int64_t committed = c->committed;
-    uv_mutex_unlock(&r->write_mu);
-    int64_t v = end - committed;
+    int64_t v = cursor_lag(r, c);
+    if (v < 0) continue;
     eddy_buf_puts(b, "eddy_consumer_lag{consumer=\"");
     label(b, r->consumers[c->consumer].name);
     eddy_buf_puts(b, "\",topic=\"");
@@ -128,6 +147,12 @@ static void quarantine(eddy_runner *r, eddy_buf *b, int64_t now) {
     label(b, r->consumers[i].name);
     eddy_buf_printf(b, "\"} %.3f\n", oldest[i] ? (double)(now - oldest[i]) / 1000.0 : 0.0);
   }
+}
+
+int64_t eddy_metrics_outbox(eddy_runner *r) {
+  int64_t n = 0;
+  eddy_outbox_count(r->store, &n);
+  return n;
 }
 
 static void outbox(eddy_runner *r, eddy_buf *b, int64_t now) {

@@ -18,4 +18,11 @@
 /* Writes every metric of r into b.  Runs on the runner's loop thread. */
 void eddy_metrics_render(eddy_runner *r, eddy_buf *b);
 
+/* One consumer's figures for eddy status: the lag summed over its
+ * partitions, parked messages, quarantined messages not replayed. */
+typedef struct eddy_consumer_stats { int64_t lag, parked, quarantined; } eddy_consumer_stats;
+void eddy_metrics_consumer(eddy_runner *r, int consumer, eddy_consumer_stats *s);
+/* Outbox rows waiting for the relay. */
+int64_t eddy_metrics_outbox(eddy_runner *r);
+
 #endif

@@ -16,6 +16,7 @@
  * are released and the reload is over.
  */
 #include "reload.h"
+#include "metrics.h"
 #include "app.h"
 #include "buf.h"
 #include "control.h"
@@ -543,9 +544,14 @@ void eddy_reloader_status(eddy_reloader *rl, eddy_buf *b) {
     eddy_buf_json_str(b, c->version, strlen(c->version));
     eddy_buf_puts(b, ",\"file\":");
     eddy_buf_json_str(b, c->file, strlen(c->file));
-    eddy_buf_printf(b, ",\"loaded_at\":%" PRId64 "}", c->loaded_at);
+    eddy_consumer_stats st;
+    eddy_metrics_consumer(r, (int)(c - rl->shown->defs), &st);
+    eddy_buf_printf(b, ",\"loaded_at\":%" PRId64 ",\"lag\":%" PRId64 ",\"parked\":%" PRId64
+                    ",\"quarantined\":%" PRId64 "}", c->loaded_at, st.lag, st.parked,
+                    st.quarantined);
   }
-  eddy_buf_puts(b, "],\"last_reload\":");
+  eddy_buf_printf(b, "],\"outbox_pending\":%" PRId64 ",\"last_reload\":",
+                  eddy_metrics_outbox(r));
   if (!rl->last_at) {
     eddy_buf_puts(b, "null}");
     return;
@@ -575,14 +581,19 @@ static void status_text(eddy_reloader *rl, eddy_buf *b) {
     if (strlen(c->name) > width) width = strlen(c->name);
   }
   qsort(list, (size_t)n, sizeof *list, by_name);
-  eddy_buf_printf(b, "  %-*s  %-16s  %-24s  %s\n", (int)width, "consumer", "version",
-                  "loaded", "file");
+  eddy_buf_printf(b, "  %-*s  %-16s  %-24s  %8s  %6s  %11s  %s\n", (int)width, "consumer",
+                  "version", "loaded", "lag", "parked", "quarantined", "file");
   for (int k = 0; k < n; k++) {
     char t[32];
     eddy_format_time(list[k]->loaded_at, t);
-    eddy_buf_printf(b, "  %-*s  %-16s  %-24s  %s\n", (int)width, list[k]->name,
-                    list[k]->version, t, list[k]->file);
+    eddy_consumer_stats st;
+    eddy_metrics_consumer(r, (int)(list[k] - rl->shown->defs), &st);
+    eddy_buf_printf(b, "  %-*s  %-16s  %-24s  %8" PRId64 "  %6" PRId64 "  %11" PRId64 "  %s\n",
+                    (int)width, list[k]->name, list[k]->version, t, st.lag, st.parked,
+                    st.quarantined, list[k]->file);
   }
+  eddy_buf_printf(b, "  outbox: %" PRId64 " event%s waiting for the relay\n",
+                  eddy_metrics_outbox(r), eddy_metrics_outbox(r) == 1 ? "" : "s");
   if (!rl->last_at) {
     eddy_buf_printf(b, "  last reload: none (%d so far)\n", rl->reloads);
     return;

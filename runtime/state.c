@@ -163,8 +163,13 @@ static uint32_t lower_bound(const unsigned char *b, size_t len, uint32_t n,
 
 int eddy_dedupe_seen(eddy_store *s, int64_t consumer_id, const char *dkey,
                      size_t len) {
+  return eddy_dedupe_when(s, consumer_id, dkey, len, NULL);
+}
+
+int eddy_dedupe_when(eddy_store *s, int64_t consumer_id, const char *dkey, size_t len,
+                     int64_t *at) {
   sqlite3_stmt *st = eddy_store_stmt(s,
-    "SELECT keys FROM dedupe WHERE consumer_id = ?1 AND hi >= ?2 AND lo <= ?2");
+    "SELECT keys, created_at FROM dedupe WHERE consumer_id = ?1 AND hi >= ?2 AND lo <= ?2");
   if (!st) return EDDY_ESTORE;
   sqlite3_bind_int64(st, 1, consumer_id);
   sqlite3_bind_text(st, 2, dkey, (int)len, SQLITE_STATIC);
@@ -176,8 +181,10 @@ int eddy_dedupe_seen(eddy_store *s, int64_t consumer_id, const char *dkey,
     uint32_t n = get32(b), i = lower_bound(b, bl, n, dkey, len);
     const char *k;
     size_t kl;
-    if (i < n && blob_key(b, bl, n, i, &k, &kl) && keycmp(k, kl, dkey, len) == 0)
+    if (i < n && blob_key(b, bl, n, i, &k, &kl) && keycmp(k, kl, dkey, len) == 0) {
       found = 1;
+      if (at) *at = sqlite3_column_int64(st, 1);
+    }
   }
   sqlite3_reset(st);
   if (found) return 1;

@@ -38,6 +38,10 @@ int eddy_state_foreach(eddy_store *s, int64_t consumer_id,
                                  int64_t updated_at),
                        void *ud);
 
+/* Dedupe records: 1 when consumer has recorded dkey (and, with at, when
+ * its batch committed), 0 when not. */
+int eddy_dedupe_when(eddy_store *s, int64_t consumer_id, const char *dkey, size_t len,
+                     int64_t *at);
 /* Dedupe records: 1 when consumer has recorded dkey, 0 when not. */
 int eddy_dedupe_seen(eddy_store *s, int64_t consumer_id, const char *dkey,
                      size_t len);

@@ -123,6 +123,15 @@ describe("eddy run --admin", function()
     assert.truthy(text:find('eddy_handler_duration_seconds_count{consumer="picky"} 6\n', 1, true))
     assert.truthy(text:find('eddy_handler_duration_seconds_bucket{consumer="picky",le="+Inf"} 6\n',
                             1, true))
+    -- eddy status tells the same, per consumer.
+    local st = cjson.decode(H.run({ "status", "--data", app.data, "--json" }).out)
+    local by = {}
+    for _, c in ipairs(st.consumers) do by[c.name] = { c.lag, c.parked, c.quarantined } end
+    assert.same({ stuck = { 5, 1, 0 }, picky = { 0, 0, 3 } }, by)
+    assert.equal(0, st.outbox_pending)
+    local status = H.run({ "status", "--data", app.data }).out
+    assert.truthy(status:find("\n  stuck     [%x]+  [%d:.TZ-]+         5       1            0  "), status)
+    assert.truthy(status:find("\n  outbox: 0 events waiting for the relay\n", 1, true), status)
     assert.equal(200, (get(base .. "/healthz")))
     assert.same({ 200, "ready\n" }, { get(base .. "/readyz") })
     assert.same({ 404, "not found (try /metrics, /healthz, /readyz)\n" }, { get(base .. "/x") })
