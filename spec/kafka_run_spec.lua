@@ -76,6 +76,24 @@ local function state(app, consumer)
   return t
 end
 
+--- Checks the state the per-key handlers keep (n:<key> counts, last:<key>
+-- and violation:<key>:<seq> rows): no message out of order, each of keys
+-- k1..k<keys> counted per_key times.  Returns the state.
+local function assert_each_key_once(app, consumer, keys, per_key)
+  local st = state(app, consumer)
+  local violations, counts = {}, {}
+  for key, v in pairs(st) do
+    if key:match("^violation:") then violations[key] = v end
+    local k = key:match("^n:(.*)$")
+    if k then counts[k] = v end
+  end
+  assert.same({}, violations)
+  local want = {}
+  for k = 1, keys do want["k" .. k] = per_key end
+  assert.same(want, counts)
+  return st
+end
+
 local COUNTER = [[
 local eddy = require "eddy"
 return eddy.consumer {
@@ -226,17 +244,7 @@ return eddy.consumer {
                           .. "of %d (seed %d)", round, delay, handled(), total, SEED))
     end
     drain(app)
-    local st = state(app, names.NAME)
-    local violations, counts = {}, {}
-    for key, v in pairs(st) do
-      if key:match("^violation:") then violations[key] = v end
-      local k = key:match("^n:(.*)$")
-      if k then counts[k] = v end
-    end
-    assert.same({}, violations)
-    local want = {}
-    for k = 1, KEYS do want["k" .. k] = PER_KEY end
-    assert.same(want, counts)
+    assert_each_key_once(app, names.NAME, KEYS, PER_KEY)
     -- Every event is on Kafka; a relay cut by a kill may send one twice,
     -- with the same id (consumers' dedupe drops the copy).
     local seen, distinct = {}, 0
@@ -320,17 +328,7 @@ return eddy.consumer {
     -- counts each message once.
     assert.equal(total, by_a + by_b)
 
-    local st = state(app, names.NAME)
-    local violations, counts = {}, {}
-    for key, v in pairs(st) do
-      if key:match("^violation:") then violations[key] = v end
-      local k = key:match("^n:(.*)$")
-      if k then counts[k] = v end
-    end
-    assert.same({}, violations)
-    local want = {}
-    for k = 1, KEYS do want["k" .. k] = PER_KEY end
-    assert.same(want, counts)
+    local st = assert_each_key_once(app, names.NAME, KEYS, PER_KEY)
     assert.equal(total, st.total)
     -- One process relays the shared outbox at a time: every event is on
     -- Kafka exactly once.
@@ -413,17 +411,7 @@ return eddy.consumer {
     assert.same({ handled = total, retried = 0, quarantined = 0 },
                 { handled = s.handled, retried = s.retried, quarantined = s.quarantined })
 
-    local st = state(app, names.NAME)
-    local violations, counts = {}, {}
-    for key, v in pairs(st) do
-      if key:match("^violation:") then violations[key] = v end
-      local k = key:match("^n:(.*)$")
-      if k then counts[k] = v end
-    end
-    assert.same({}, violations)
-    local want = {}
-    for k = 1, KEYS do want["k" .. k] = PER_KEY end
-    assert.same(want, counts)
+    assert_each_key_once(app, names.NAME, KEYS, PER_KEY)
     local ids, twice = {}, {}
     for _, e in ipairs(events) do
       if ids[e.id] then twice[#twice + 1] = e.id end

@@ -373,6 +373,14 @@ local function check_keys(prefix, what, t, known)
   if bad ~= nil then fail(prefix .. M._unknown_option(what, bad, known)) end
 end
 
+--- Internal, used by `eddy.saga`: the message check_keys would fail with,
+-- or nil.
+-- @local
+function M._key_problem(prefix, what, t, known)
+  local bad = M._unknown_key(t, known)
+  if bad ~= nil then return prefix .. M._unknown_option(what, bad, known) end
+end
+
 -- The normalized topics of a consumer (p is the message prefix).
 local function check_topics(p, topics)
   if topics == nil then

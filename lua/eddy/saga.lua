@@ -46,8 +46,8 @@ end
 
 -- Fails on a key of t not in known, naming the closest known one.
 local function check_keys(p, what, t, known)
-  local bad = eddy._unknown_key(t, known)
-  if bad ~= nil then fail(p .. eddy._unknown_option(what, bad, known)) end
+  local problem = eddy._key_problem(p, what, t, known)
+  if problem then fail(problem) end
 end
 
 local function set_of(list)
