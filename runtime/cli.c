@@ -240,7 +240,7 @@ static void command_help(FILE *f, const eddy_cli_cmd *c) {
 
 static void main_help(FILE *f) {
   fprintf(f,
-    "eddy: event-driven systems as small Lua scripts, on an embedded event log\n"
+    "eddy: event-driven systems as small Lua scripts, on an embedded event log or on Kafka\n"
     "\nUsage: eddy [--data DIR] COMMAND [ARGS]\n\nCommands:\n");
   for (int i = 0; commands[i]; i++)
     fprintf(f, "  %-14s %s\n", commands[i]->name, commands[i]->summary);

@@ -69,7 +69,7 @@ static int run_status(const eddy_cli_args *a) {
 }
 
 const eddy_cli_cmd eddy_cmd_status = {
-  "status", "[--json]", "show the eddy runs on --data DIR: consumers, versions, reloads",
+  "status", "[--json]", "show the eddy runs on --data DIR: consumers, versions, lag, quarantine, reloads",
   "For each eddy run on the data directory: its app, workers, each consumer\n"
   "with the version (hash of its handler file) it runs and when that was\n"
   "loaded, and how the last reload went.  --json prints one object per run:\n"
