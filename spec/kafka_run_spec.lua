@@ -286,7 +286,8 @@ return eddy.consumer {
     defer(function() H.cleanup(a) end)
     H.wait_until(function() return log(a):find("assigned", 1, true) end, 45,
                  "the first instance to get its partitions")
-    local b = H.spawn({ "run", app.file })
+    -- The second serves /metrics: the spec sees its own progress there.
+    local b = H.spawn({ "run", app.file, "--admin", "127.0.0.1:0" })
     defer(function() H.cleanup(b) end)
     -- Cooperative rebalancing: the first gives up some partitions, the
     -- second gets them.
@@ -312,9 +313,18 @@ return eddy.consumer {
       end
       return n
     end
-    -- Stop the second instance once some of the work is done; the first
-    -- takes its partitions over and finishes.
-    H.wait_until(function() return handled() >= total // 4 end, 60, "a quarter of the messages")
+    -- Stop the second instance once some of the work is done, some of it
+    -- by the second; the first takes its partitions over and finishes.
+    local port = log(b):match("admin: serving http://127%.0%.0%.1:(%d+)/metrics")
+    assert.truthy(port, log(b))
+    local function handled_by_b()
+      local r = H.exec({ "env", "-u", "LD_PRELOAD", "curl", "-s",
+                         "http://127.0.0.1:" .. port .. "/metrics" })
+      return tonumber((r.out or ""):match('eddy_messages_handled_total{consumer="' ..
+                                          names.NAME:gsub("%-", "%%-") .. '"} (%d+)')) or 0
+    end
+    H.wait_until(function() return handled() >= total // 4 and handled_by_b() > 0 end, 90,
+                 "a quarter of the messages, some by the second instance")
     assert.is_true(H.kill(b.pid, "TERM"))
     assert.equal(0, H.wait_exit(b, 30))
     local by_b = summary(log(b)).handled
