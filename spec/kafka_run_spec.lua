@@ -94,6 +94,43 @@ local function assert_each_key_once(app, consumer, keys, per_key)
   return st
 end
 
+--- A handler that checks per-key order and counts per key (n:<key>,
+-- last:<key>, violation:<key>:<seq> rows; see assert_each_key_once) and
+-- emits one event per message to $OUT.  work: loop turns per message, so
+-- that a run is still busy when the spec acts; extra: Lua lines run last.
+local function ordered_handler(work, extra)
+  return string.format([[
+local eddy = require "eddy"
+return eddy.consumer {
+  name = "$NAME",
+  topics = { "$IN" },
+  handle = function(msg, ctx)
+    local x = 0
+    for i = 1, %d do x = x + i %% 7 end
+    local v = msg:json()
+    v.work = x
+    local last = ctx.state:get("last:" .. v.k) or 0
+    if last ~= v.seq - 1 then ctx.state:set("violation:" .. v.k .. ":" .. v.seq, last) end
+    ctx.state:set("last:" .. v.k, v.seq)
+    ctx.state:set("n:" .. v.k, (ctx.state:get("n:" .. v.k) or 0) + 1)
+%s    ctx:emit("$OUT", { key = v.k, value = msg.id })
+  end,
+}
+]], work, extra or "")
+end
+
+--- Produces to topic, seq by seq from..to, one message per key k1..k<keys>:
+-- key "k<k>", value {"k":"k<k>","seq":seq}.
+local function produce_keyed(topic, keys, from, to)
+  local lines = {}
+  for seq = from, to do
+    for k = 1, keys do
+      lines[#lines + 1] = "k" .. k .. "\t" .. cjson.encode({ k = "k" .. k, seq = seq })
+    end
+  end
+  kafka({ "produce", topic, "-K", "\t" }, { stdin = table.concat(lines, "\n") .. "\n" })
+end
+
 local COUNTER = [[
 local eddy = require "eddy"
 return eddy.consumer {
@@ -184,37 +221,13 @@ describe("eddy run on Kafka", function()
 
   it("applies every message's effect once over five SIGKILLs and restarts", function()
     local names = { IN = fresh("orders"), OUT = fresh("counted"), NAME = fresh("counter") }
-    local app = make_app(names, { count = [[
-local eddy = require "eddy"
-return eddy.consumer {
-  name = "$NAME",
-  topics = { "$IN" },
-  handle = function(msg, ctx)
-    -- Some work per message, so a run is still busy when it is killed.
-    local x = 0
-    for i = 1, 20000 do x = x + i % 7 end
-    local v = msg:json()
-    v.work = x
-    local last = ctx.state:get("last:" .. v.k) or 0
-    if last ~= v.seq - 1 then ctx.state:set("violation:" .. v.k .. ":" .. v.seq, last) end
-    ctx.state:set("last:" .. v.k, v.seq)
-    ctx.state:set("n:" .. v.k, (ctx.state:get("n:" .. v.k) or 0) + 1)
-    ctx:emit("$OUT", { key = v.k, value = msg.id })
-  end,
-}
-]] })
+    local app = make_app(names, { count = ordered_handler(20000) })
     kafka({ "topic", "create", names.IN, "--partitions", "4" })
     local KEYS, PER_KEY, ROUNDS = 40, 250, 5
     -- Each round produces its share, so each kill lands mid-stream.
     local function produce_round(round)
-      local lines = {}
       local per = PER_KEY // ROUNDS
-      for seq = (round - 1) * per + 1, round * per do
-        for k = 1, KEYS do
-          lines[#lines + 1] = "k" .. k .. "\t" .. cjson.encode({ k = "k" .. k, seq = seq })
-        end
-      end
-      kafka({ "produce", names.IN, "-K", "\t" }, { stdin = table.concat(lines, "\n") .. "\n" })
+      produce_keyed(names.IN, KEYS, (round - 1) * per + 1, round * per)
     end
     local total = KEYS * PER_KEY
     -- Five runs killed when they have handled some, then one to the end.
@@ -261,25 +274,8 @@ return eddy.consumer {
     -- "total" is one key that messages of every partition update: the two
     -- processes write it concurrently, so a value one of them read or
     -- cached before the other's commit must not be written back.
-    local app = make_app(names, { count = [[
-local eddy = require "eddy"
-return eddy.consumer {
-  name = "$NAME",
-  topics = { "$IN" },
-  handle = function(msg, ctx)
-    local x = 0
-    for i = 1, 20000 do x = x + i % 7 end
-    local v = msg:json()
-    v.work = x
-    local last = ctx.state:get("last:" .. v.k) or 0
-    if last ~= v.seq - 1 then ctx.state:set("violation:" .. v.k .. ":" .. v.seq, last) end
-    ctx.state:set("last:" .. v.k, v.seq)
-    ctx.state:set("n:" .. v.k, (ctx.state:get("n:" .. v.k) or 0) + 1)
-    ctx.state:set("total", (ctx.state:get("total") or 0) + 1)
-    ctx:emit("$OUT", { key = v.k, value = msg.id })
-  end,
-}
-]] }, 2, 8)
+    local app = make_app(names, { count = ordered_handler(20000,
+      '    ctx.state:set("total", (ctx.state:get("total") or 0) + 1)\n') }, 2, 8)
     kafka({ "topic", "create", names.IN, "--partitions", "8" })
     local function log(h) return H.read(h.err) or "" end
     local a = H.spawn({ "run", app.file })
@@ -297,13 +293,7 @@ return eddy.consumer {
 
     local KEYS, PER_KEY = 40, 150
     local total = KEYS * PER_KEY
-    local lines = {}
-    for seq = 1, PER_KEY do
-      for k = 1, KEYS do
-        lines[#lines + 1] = "k" .. k .. "\t" .. cjson.encode({ k = "k" .. k, seq = seq })
-      end
-    end
-    kafka({ "produce", names.IN, "-K", "\t" }, { stdin = table.concat(lines, "\n") .. "\n" })
+    produce_keyed(names.IN, KEYS, 1, PER_KEY)
     -- Messages handled so far: the per-key counts (each key belongs to
     -- one partition, so to one instance at a time).
     local function handled()
@@ -353,35 +343,10 @@ return eddy.consumer {
 
   it("waits out a broker restart in the middle of a run: nothing lost, nothing twice", function()
     local names = { IN = fresh("orders"), OUT = fresh("counted"), NAME = fresh("counter") }
-    local app = make_app(names, { count = [[
-local eddy = require "eddy"
-return eddy.consumer {
-  name = "$NAME",
-  topics = { "$IN" },
-  handle = function(msg, ctx)
-    local x = 0
-    for i = 1, 100000 do x = x + i % 7 end
-    local v = msg:json()
-    v.work = x
-    local last = ctx.state:get("last:" .. v.k) or 0
-    if last ~= v.seq - 1 then ctx.state:set("violation:" .. v.k .. ":" .. v.seq, last) end
-    ctx.state:set("last:" .. v.k, v.seq)
-    ctx.state:set("n:" .. v.k, (ctx.state:get("n:" .. v.k) or 0) + 1)
-    ctx:emit("$OUT", { key = v.k, value = msg.id })
-  end,
-}
-]] })
+    local app = make_app(names, { count = ordered_handler(100000) })
     kafka({ "topic", "create", names.IN, "--partitions", "4" })
     local KEYS, PER_KEY = 20, 200
-    local function produce(from, to)
-      local lines = {}
-      for seq = from, to do
-        for k = 1, KEYS do
-          lines[#lines + 1] = "k" .. k .. "\t" .. cjson.encode({ k = "k" .. k, seq = seq })
-        end
-      end
-      kafka({ "produce", names.IN, "-K", "\t" }, { stdin = table.concat(lines, "\n") .. "\n" })
-    end
+    local function produce(from, to) produce_keyed(names.IN, KEYS, from, to) end
     -- Messages handled so far (0 until eddy made its store).
     local function handled()
       local r = H.run({ "--data", app.data, "state", "list", names.NAME, "--json" })
@@ -609,13 +574,7 @@ return eddy.consumer {
 ]] })
     kafka({ "topic", "create", names.IN, "--partitions", "4" })
     local KEYS, PER_KEY = 10, 30
-    local lines = {}
-    for seq = 1, PER_KEY do
-      for k = 1, KEYS do
-        lines[#lines + 1] = "k" .. k .. "\t" .. cjson.encode({ k = "k" .. k, seq = seq })
-      end
-    end
-    kafka({ "produce", names.IN, "-K", "\t" }, { stdin = table.concat(lines, "\n") .. "\n" })
+    produce_keyed(names.IN, KEYS, 1, PER_KEY)
     local s = drain(app)
     local failing = KEYS * (PER_KEY // 7 + (PER_KEY % 7 >= 3 and 1 or 0))
     assert.same({ handled = KEYS * PER_KEY, retried = 2 * failing, quarantined = 0 },
