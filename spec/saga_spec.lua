@@ -984,7 +984,10 @@ return eddy.saga {
     end
     local function ended(n) return (n.completed or 0) + (n.compensated or 0) end
     -- Three runs, each killed once a few more instances (drawn at random)
-    -- ended.
+    -- ended.  A late round may find every instance ended already (the
+    -- looks at the store take their time): at least one kill must land in
+    -- the middle of sagas.
+    local mid = 0
     for round = 1, 3 do
       local h = H.spawn({ "run", app.file })
       defer(function() H.cleanup(h) end)
@@ -997,9 +1000,9 @@ return eddy.saga {
       print(string.format("# saga crash round %d: killed at %d completed, %d compensated, " ..
                           "%d running, %d compensating (seed %d)", round, n.completed or 0,
                           n.compensated or 0, n.running or 0, n.compensating or 0, SEED))
-      assert.is_true((n.running or 0) + (n.compensating or 0) > 0,
-                     "no instance was in the middle of its saga when eddy was killed")
+      if (n.running or 0) + (n.compensating or 0) > 0 then mid = mid + 1 end
     end
+    assert.is_true(mid > 0, "no kill found an instance in the middle of its saga")
     drain(app)
 
     local want = {
