@@ -133,6 +133,14 @@ eddy_job *eddy_job_new(eddy_cursor *c, int64_t offset, int64_t timestamp,
 void eddy_job_free(eddy_job *j);
 
 /* Counters of one run (atomics: workers add, the runner reads). */
+/* Fills *f for a log line about job j of consumer: the consumer, the
+ * message id, its correlation id (the eddy-correlation-id header, else
+ * the message's own id) and the trace id of its traceparent, written into
+ * trace_id; everything else of *f cleared.  The strings point into j and
+ * consumer: *f is good while they are. */
+void eddy_job_logfields(const eddy_job *j, const char *consumer, eddy_logfields *f,
+                        char trace_id[33]);
+
 /* Handler latency buckets, seconds (upper bounds; a last one is +Inf). */
 #define EDDY_LAT_BUCKETS 12
 extern const double eddy_lat_bounds[EDDY_LAT_BUCKETS];

@@ -78,3 +78,19 @@ const char *eddy_headers_get(const void *blob, size_t len, const char *name,
   }
   return found;
 }
+
+const char *eddy_headers_trace_id(const void *blob, size_t len, char out[33]) {
+  size_t n = 0;
+  const char *tp = eddy_headers_get(blob, len, "traceparent", &n);
+  if (!tp || n != 55 || tp[2] != '-' || tp[35] != '-') return NULL;
+  int nonzero = 0;
+  for (int i = 0; i < 32; i++) {
+    char c = tp[3 + i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+      return NULL;
+    nonzero |= c != '0';
+    out[i] = c;
+  }
+  out[32] = '\0';
+  return nonzero ? out : NULL;
+}

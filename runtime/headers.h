@@ -35,4 +35,12 @@ int eddy_headers_next(const void *blob, size_t len, size_t *pos, eddy_header *h)
 const char *eddy_headers_get(const void *blob, size_t len, const char *name,
                              size_t *value_len);
 
+/* The trace id of the W3C traceparent header among the encoded headers
+ * ("00-<32 hex trace id>-<16 hex span id>-01"): its 32 hex digits and a NUL
+ * copied into out, which is returned; NULL when there is no traceparent of
+ * that shape, or its trace id is all zeros.  The same test as the one that
+ * decides whether an emitted event keeps the trace (worker.c), so that a
+ * log line names the trace its events carry. */
+const char *eddy_headers_trace_id(const void *blob, size_t len, char out[33]);
+
 #endif

@@ -113,8 +113,16 @@ static void take(kgroup *g, rd_kafka_topic_partition_list_t *parts) {
       return;
     }
     tp->offset = cu->next_read;
-    eddy_logf("INFO", "consumer=%s assigned %s[%d] from offset %lld", c->name, tp->topic,
-              tp->partition, (long long)cu->next_read);
+    /* The sentence names the partition and the offset: text lines keep
+     * them there only. */
+    eddy_logx("INFO",
+              &(eddy_logfields){ .consumer = c->name, .topic = tp->topic,
+                                 .partition = tp->partition, .offset = cu->next_read,
+                                 .set = EDDY_LOGF_PARTITION | EDDY_LOGF_OFFSET,
+                                 .text_hide = EDDY_LOGF_TOPIC | EDDY_LOGF_PARTITION |
+                                              EDDY_LOGF_OFFSET },
+              "assigned %s[%d] from offset %lld", tp->topic, tp->partition,
+              (long long)cu->next_read);
   }
   rd_kafka_error_t *e = rd_kafka_incremental_assign(g->rk, parts);
   if (e) {
@@ -162,12 +170,18 @@ static void give_up(kgroup *g, rd_kafka_topic_partition_list_t *parts) {
   rd_kafka_topic_partition_list_t *l = n ? stored(r, cu, n) : NULL;
   if (l) {
     rd_kafka_resp_err_t ce = rd_kafka_commit(g->rk, l, 0);
-    if (ce) eddy_logf("WARN", "consumer=%s: committing offsets to Kafka: %s", name, rd_kafka_err2str(ce));
+    if (ce)
+      eddy_logx("WARN", &(eddy_logfields){ .consumer = name, .text = EDDY_LOGT_COLON },
+                "committing offsets to Kafka: %s", rd_kafka_err2str(ce));
     rd_kafka_topic_partition_list_destroy(l);
   }
   for (int i = 0; i < parts->cnt; i++)
-    eddy_logf("INFO", "consumer=%s revoked %s[%d]", name, parts->elems[i].topic,
-              parts->elems[i].partition);
+    eddy_logx("INFO",
+              &(eddy_logfields){ .consumer = name, .topic = parts->elems[i].topic,
+                                 .partition = parts->elems[i].partition,
+                                 .set = EDDY_LOGF_PARTITION,
+                                 .text_hide = EDDY_LOGF_TOPIC | EDDY_LOGF_PARTITION },
+              "revoked %s[%d]", parts->elems[i].topic, parts->elems[i].partition);
   free(cu);
   rd_kafka_error_t *e = rd_kafka_incremental_unassign(g->rk, parts);
   if (e) rd_kafka_error_destroy(e);
@@ -334,8 +348,10 @@ int eddy_ksource_read(eddy_ksource *ks, int max,
       if (!m) break;
       if (m->err) {
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-          eddy_logf("WARN", "consumer=%s: %s (will retry)",
-                    ks->r->consumers[g->consumer].name, rd_kafka_message_errstr(m));
+          eddy_logx("WARN",
+                    &(eddy_logfields){ .consumer = ks->r->consumers[g->consumer].name,
+                                       .text = EDDY_LOGT_COLON },
+                    "%s (will retry)", rd_kafka_message_errstr(m));
       } else {
         int rc = eddy_kafka_message(m, one, &x);
         if (rc) {

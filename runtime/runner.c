@@ -258,9 +258,11 @@ static int cursor_init(eddy_runner *r, eddy_cursor *cu, const eddy_consumer_def 
   }
   if (committed < 0) committed = c->from_end ? end : start;
   if (committed < start) {
-    eddy_logf("WARN", "consumer=%s topic=%s partition=%d offsets %" PRId64 " to %" PRId64
-              " were removed by retention before they were handled", c->name, cu->topic,
-              cu->partition, committed, start - 1);
+    eddy_logx("WARN",
+              &(eddy_logfields){ .consumer = c->name, .topic = cu->topic,
+                                 .partition = cu->partition, .set = EDDY_LOGF_PARTITION },
+              "offsets %" PRId64 " to %" PRId64
+              " were removed by retention before they were handled", committed, start - 1);
     committed = start;
   }
   free(cu->skip);
@@ -955,8 +957,11 @@ int eddy_run(const eddy_run_options *o) {
             r->app_file, r->data_dir, r->nworkers, r->nconsumers, r->ncursors,
             r->drain ? " (drain)" : "");
   for (int i = 0; i < r->nconsumers; i++)
-    eddy_logf("INFO", "consumer=%s file=%s version=%s", r->consumers[i].name,
-              r->consumers[i].file, r->consumers[i].version);
+    eddy_logx("INFO",
+              &(eddy_logfields){ .consumer = r->consumers[i].name,
+                                 .version = r->consumers[i].version,
+                                 .text_hide = EDDY_LOGF_VERSION },
+              "file=%s version=%s", r->consumers[i].file, r->consumers[i].version);
 
   uv_timer_init(r->loop, &r->poll);
   r->poll.data = r;

@@ -315,6 +315,18 @@ void eddy_job_free(eddy_job *j) {
   free(j);
 }
 
+void eddy_job_logfields(const eddy_job *j, const char *consumer, eddy_logfields *f,
+                        char trace_id[33]) {
+  memset(f, 0, sizeof *f);
+  f->consumer = consumer;
+  f->message_id = j->id;
+  size_t cl = 0;
+  const char *corr = eddy_headers_get(j->headers, j->headers_len, "eddy-correlation-id", &cl);
+  f->correlation_id = corr ? corr : j->id;
+  f->correlation_id_len = corr ? cl : j->id_len;
+  f->trace_id = eddy_headers_trace_id(j->headers, j->headers_len, trace_id);
+}
+
 static void set_str(char **dst, const char *s) {
   free(*dst);
   *dst = s ? strdup(s) : NULL;
@@ -656,9 +668,16 @@ static int failed(eddy_worker *w, eddy_job *j, const eddy_failure *f) {
   if (f->permanent || j->attempt >= c->attempts) return H_QUARANTINE;
   atomic_fetch_add(&r->n.retried, 1);
   atomic_fetch_add_explicit(&m->retried, 1, memory_order_relaxed);
-  eddy_logf("WARN", "consumer=%s id=%s topic=%s partition=%d offset=%" PRId64
-            " attempt=%d retrying: %s", c->name, j->id, j->cursor->topic,
-            j->cursor->partition, j->offset, j->attempt, f->error);
+  eddy_logfields lf;
+  char trace_id[33];
+  eddy_job_logfields(j, c->name, &lf, trace_id);
+  lf.topic = j->cursor->topic;
+  lf.partition = j->cursor->partition;
+  lf.offset = j->offset;
+  lf.attempt = j->attempt;
+  lf.set = EDDY_LOGF_PARTITION | EDDY_LOGF_OFFSET | EDDY_LOGF_ATTEMPT;
+  lf.text_hide = EDDY_LOGF_CORRELATION_ID;   /* not in the text line, ever */
+  eddy_logx("WARN", &lf, "retrying: %s", f->error);
   return H_PARKED;
 }
 
@@ -1290,10 +1309,17 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
     outcome *o = &w->out[i];
     if (o->kind == O_QUARANTINE) {
       eddy_consumer_def *c = &w->defs[o->job->cursor->consumer];
-      eddy_logf("ERROR", "consumer=%s id=%s topic=%s partition=%d offset=%" PRId64
-                " attempts=%d quarantined to %s: %s", c->name, o->job->id,
-                o->job->cursor->topic, o->job->cursor->partition, o->job->offset,
-                o->job->attempt, dlq_topic(c, o->job->cursor),
+      eddy_logfields lf;
+      char trace_id[33];
+      eddy_job_logfields(o->job, c->name, &lf, trace_id);
+      lf.topic = o->job->cursor->topic;
+      lf.partition = o->job->cursor->partition;
+      lf.offset = o->job->offset;
+      lf.attempt = o->job->attempt;
+      lf.set = EDDY_LOGF_PARTITION | EDDY_LOGF_OFFSET | EDDY_LOGF_ATTEMPT;
+      lf.text_hide = EDDY_LOGF_CORRELATION_ID;
+      lf.text = EDDY_LOGT_ATTEMPTS;
+      eddy_logx("ERROR", &lf, "quarantined to %s: %s", dlq_topic(c, o->job->cursor),
                 o->job->error ? o->job->error : "");
     }
   }

@@ -456,10 +456,13 @@ describe("eddy run, killed with SIGKILL", function()
       local t0 = system.monotime()
       H.wait_until(function()
         if H.exit_code(h) then return true end
-        local err = H.read(h.err) or ""
+        local failed_once = {}
+        for _, o in ipairs(H.log_select(H.read(h.err), { level = "warn", attempt = 1,
+                                                         message = "^retrying: " })) do
+          failed_once[o.message_id] = true
+        end
         for _, id in ipairs(poison_ids) do
-          local warn = "id=" .. id:gsub("%-", "%%-") .. " [^\n]* attempt=1 retrying"
-          if not err:find(warn) then return false end
+          if not failed_once[id] then return false end
         end
         local s = state(data, "A")
         for i = 1, O do if s["n:o" .. i] ~= 10 then return false end end

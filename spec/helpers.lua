@@ -192,11 +192,58 @@ function M.lines(s)
   return t
 end
 
+--- The log lines of `eddy run` (its stderr, JSON: docs/metrics.md, "Logs"),
+-- each decoded.  Fails on a line that is not a JSON object with a time, a
+-- level and a message.  A last line with no newline yet is being written
+-- by a running eddy: it is left out.
+-- @tparam string s the log
+-- @treturn table a list of the lines' objects
+function M.log_lines(s)
+  local t = {}
+  s = (s or ""):match("^(.*\n)") or ""
+  for i, line in ipairs(M.lines(s)) do
+    local ok, o = pcall(cjson.decode, line)
+    if not (ok and type(o) == "table" and type(o.time) == "string" and
+            type(o.level) == "string" and type(o.message) == "string") then
+      error(string.format("log line %d is not a JSON log line: %s", i, line), 2)
+    end
+    t[i] = o
+  end
+  return t
+end
+
+--- The log lines (decoded, see `M.log_lines`) whose fields equal every
+-- field of want, in order; want.message, if given, is a Lua pattern the
+-- message must match rather than equal.
+-- @tparam string s the log
+-- @tparam table want fields and their values
+-- @treturn table a list of the lines' objects
+function M.log_select(s, want)
+  local found = {}
+  for _, o in ipairs(M.log_lines(s)) do
+    local ok = true
+    for k, v in pairs(want) do
+      if k == "message" then ok = ok and o.message:find(v) ~= nil
+      else ok = ok and o[k] == v end
+    end
+    if ok then found[#found + 1] = o end
+  end
+  return found
+end
+
 --- The numbers of the summary line `eddy run` logs when it stops
--- ("... received=N handled=N deduplicated=N ..."), by name; fails when
--- log has no such line.
+-- ("... received=N handled=N deduplicated=N ..."), by name, from a log in
+-- either format; fails when log has no such line.
 function M.summary(log)
-  local line = log:match("eddy run: stopped after [^\n]*")
+  local line
+  for _, l in ipairs(M.lines(log)) do
+    if l:sub(1, 1) == "{" then
+      local ok, o = pcall(cjson.decode, l)
+      l = ok and type(o) == "table" and type(o.message) == "string" and o.message or ""
+    end
+    line = l:match("eddy run: stopped after .*")
+    if line then break end
+  end
   assert(line, "no summary line in the log:\n" .. log)
   local s = {}
   for k, v in line:gmatch("(%a+)=(%d+)") do s[k] = tonumber(v) end

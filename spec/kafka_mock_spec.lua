@@ -300,16 +300,6 @@ local function pick(s, names)
   return t
 end
 
---- How many times text occurs in s.
-local function count_of(s, text)
-  local n, at = 0, 1
-  while true do
-    local i, j = s:find(text, at, true)
-    if not i then return n end
-    n, at = n + 1, j + 1
-  end
-end
-
 describe("eddy on Kafka under faults (librdkafka's mock cluster)", function()
   describe("the command line", function()
     it("produce writes every line once, in order per key, through failing Produce requests",
@@ -421,8 +411,9 @@ describe("eddy on Kafka under faults (librdkafka's mock cluster)", function()
       assert.same({ handled = 320, retried = 0, quarantined = 0, relayed = 320 },
                   pick(s, { "handled", "retried", "quarantined", "relayed" }))
       -- The refusal is logged, with the broker's reason.
-      assert.truthy(log:find("WARN  outbox relay: [^\n]*Broker: Message size too large " ..
-                             "%(will retry%)"), log)
+      assert.truthy(H.log_select(log, { level = "warn",
+                                        message = "^outbox relay: .*Broker: Message size too " ..
+                                                  "large %(will retry%)$" })[1], log)
       local n, violations = counts(app, names.NAME)
       assert.same({}, violations)
       assert.same(each_key(8, 40), n)
@@ -512,7 +503,8 @@ return eddy.consumer {
       -- Four partitions assigned at the start and four again after the
       -- group took them away (more if the commit errors made it rebalance
       -- once more: allowed, nothing depends on it).
-      local assigned = count_of(log, "INFO  consumer=" .. names.NAME .. " assigned ")
+      local assigned = #H.log_select(log, { level = "info", consumer = names.NAME,
+                                            message = "^assigned " })
       assert(assigned >= 8, "the group never took the partitions away; the log:\n" .. log)
       local n, violations = counts(app, names.NAME)
       assert.same({}, violations)
@@ -542,12 +534,12 @@ return eddy.consumer {
                    "the first events on Kafka")
       -- Down for longer than session.timeout.ms (6 s): the coordinator
       -- drops the member, which gets its partitions again once it is back.
-      local before, down_at = H.read(h.err), system.monotime()
+      local before, down_at = #H.log_select(H.read(h.err), { level = "warn" }), system.monotime()
       mock:cmd("down 2")
       produce(mock, names.IN, KEYS, 21, 40)
       local warned
       H.poll(function()
-        warned = warned or (H.read(h.err) or ""):sub(#before + 1):match("[^\n]* WARN [^\n]*")
+        warned = warned or H.log_select(H.read(h.err), { level = "warn" })[before + 1]
         return system.monotime() - down_at >= DOWN_S
       end, DOWN_S + 5, 0.1)
       mock:cmd("up 2")

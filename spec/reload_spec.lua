@@ -384,11 +384,9 @@ local summary = H.summary
 -- with err and that the running version stays.
 local function failed_reload_lines(log, source, err)
   local t = {}
-  for _, line in ipairs(H.lines(log)) do
-    if line:match("^%S+ (%u+) ") == "ERROR" then
-      local _, e = line:find("reload (" .. source .. "): " .. err, 1, true)
-      if e and line:find("the running version stays", e + 1, true) then t[#t + 1] = line end
-    end
+  for _, o in ipairs(H.log_select(log, { level = "error" })) do
+    local _, e = o.message:find("reload (" .. source .. "): " .. err, 1, true)
+    if e and o.message:find("the running version stays", e + 1, true) then t[#t + 1] = o end
   end
   return t
 end
@@ -755,11 +753,8 @@ return eddy.consumer {
     end
     local h = start(app)
     local function failed_once(log, id)
-      for _, line in ipairs(H.lines(log)) do
-        if line:find("id=" .. id .. " ", 1, true) and line:find(" attempt=1 retrying: ", 1, true) then
-          return true
-        end
-      end
+      return #H.log_select(log, { level = "warn", message_id = id, attempt = 1,
+                                  message = "^retrying: " }) > 0
     end
     H.wait_until(function()
       local log = log_of(h)
@@ -781,9 +776,8 @@ return eddy.consumer {
     local v1_error = file .. ":" .. line_of(V1, "v1 fails") .. ": v1 fails "
     for name, id in pairs(ids) do
       v1_failures[name] = 0
-      for _, line in ipairs(H.lines(log)) do
-        if line:find("id=" .. id .. " ", 1, true) and
-           line:find(" retrying: " .. v1_error .. name, 1, true) then
+      for _, o in ipairs(H.log_select(log, { level = "warn", message_id = id })) do
+        if o.message == "retrying: " .. v1_error .. name then
           v1_failures[name] = v1_failures[name] + 1
         end
       end
@@ -824,7 +818,7 @@ return eddy.consumer {
     local id = cjson.decode(eddy(app, "produce", "t", "--key", "k", "--json", "m1")).id
     local h = start(app)
     H.wait_until(function()
-      return log_of(h):find("id=" .. id .. " ", 1, true) ~= nil
+      return #H.log_select(log_of(h), { level = "warn", message_id = id }) > 0
     end, WAIT, "the first attempt to fail")
     relink(app, "slow", FAST)
     assert.equal(0, reload(app).code)

@@ -444,8 +444,8 @@ end)
     local r = H.run({ "run", app.file, "--drain" })
     assert.equal(0, r.code, r.err)
     local names = {}
-    for name in r.err:gmatch("consumer=(%S+) file=%S+/handlers/two%.lua ") do
-      names[#names + 1] = name
+    for _, o in ipairs(H.log_select(r.err, { message = "^file=%S+/handlers/two%.lua " })) do
+      names[#names + 1] = o.consumer
     end
     assert.equal(1, #names, r.err)
     assert.same({ a = 1 }, state(app, "on.Ping"))

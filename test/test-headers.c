@@ -61,3 +61,28 @@ TEST(headers_malformed) {
   size_t pos = 0;
   ASSERT_EQ_INT(eddy_headers_next(endless, sizeof endless, &pos, &h), -1);
 }
+
+/* The trace id a log line names: the traceparent's, when it has the shape
+ * an emitted event keeps; none otherwise. */
+TEST(headers_trace_id) {
+  static const char *tp[] = {
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  /* good */
+    "00-00000000000000000000000000000000-b7ad6b7169203331-01",  /* all zeros */
+    "00-0af7651916cd43dd8448eb211c80319x-b7ad6b7169203331-01",  /* not hex */
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",     /* short */
+  };
+  char out[33];
+  for (int i = 0; i < 4; i++) {
+    eddy_header h = { "traceparent", 11, tp[i], strlen(tp[i]) };
+    unsigned char blob[96];
+    size_t size = eddy_headers_encode(&h, 1, blob);
+    const char *id = eddy_headers_trace_id(blob, size, out);
+    if (i == 0) {
+      ASSERT(id == out);
+      ASSERT(strcmp(id, "0af7651916cd43dd8448eb211c80319c") == 0);
+    } else {
+      ASSERT(id == NULL);
+    }
+  }
+  ASSERT(eddy_headers_trace_id(NULL, 0, out) == NULL);
+}

@@ -37,6 +37,7 @@
   X(headers_round_trip)                                                     \
   X(headers_empty)                                                          \
   X(headers_malformed)                                                      \
+  X(headers_trace_id)                                                       \
   /* test-buf.c */                                                          \
   X(buf_grows)                                                              \
   X(buf_json_escapes)                                                       \
