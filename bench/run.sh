@@ -20,12 +20,14 @@ echo "backlog: $N messages, $(head -c 100000 "$TMP/input" | awk -F'{' 'NR<100{s+
 now() { date +%s%N; }
 
 # One eddy run --drain over a fresh copy of the backlog; prints msgs/s.
+# Further arguments go to eddy produce (--type for (d)).
 run_eddy() {
   app=$1
+  shift
   data="$TMP/data-$(basename "$app")"
   rm -rf "$data"
   "$EDDY" --data "$data" topic create orders --partitions 4 >/dev/null
-  "$EDDY" --data "$data" produce orders --key-separator : < "$TMP/input"
+  "$EDDY" --data "$data" produce orders --key-separator : "$@" < "$TMP/input"
   t0=$(now)
   "$EDDY" run "bench/$app/eddy.lua" --data "$data" --drain 2> "$TMP/log-$app"
   t1=$(now)
@@ -41,6 +43,7 @@ for i in $(seq "$RUNS"); do
   run_eddy noop >> "$TMP/eddy_noop"
   lua5.4 bench/reference.lua bench/work/handlers/work.lua "$TMP/input" >> "$TMP/ref_work"
   run_eddy work >> "$TMP/eddy_work"
+  run_eddy contracts --type Order --version 1 >> "$TMP/eddy_contracts"
 done
 ref_noop=$(median < "$TMP/ref_noop"); a=$(median < "$TMP/eddy_noop")
 ref_work=$(median < "$TMP/ref_work"); b=$(median < "$TMP/eddy_work")
@@ -50,6 +53,9 @@ printf "%-48s %12s %14s %7s\n" "(a) no-op handler, dedupe on" "$a" "$ref_noop" \
   "$(awk "BEGIN{printf \"%.3f\", $a/$ref_noop}")"
 printf "%-48s %12s %14s %7s\n" "(b) JSON + state get/set + one emit" "$b" "$ref_work" \
   "$(awk "BEGIN{printf \"%.3f\", $b/$ref_work}")"
+d=$(median < "$TMP/eddy_contracts")
+printf "%-48s %12s %14s %7s\n" "(d) (b) with both event types declared" "$d" "$b (b)" \
+  "$(awk "BEGIN{printf \"%.3f\", $d/$b}")"
 echo "targets: (a) >= 400000 msgs/s, (b) >= 120000 msgs/s"
 
 # (c) The pause a reload causes, under load: 20 reloads while eddy run works

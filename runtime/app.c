@@ -113,6 +113,12 @@ static int read_app(lua_State *L, const char *file, const char *data_override,
   a->handler_files = field_strings(L, app, "handler_files", &a->nhandler_files);
   a->handler_dirs = field_strings(L, app, "handler_dirs", &a->nhandler_dirs);
   a->kafka = field_strings(L, app, "kafka", &a->nkafka);
+  lua_getfield(L, app, "catalog");
+  a->catalog = dupstr(lua_tostring(L, -1));
+  lua_pop(L, 1);
+  lua_getfield(L, app, "events");
+  a->nevents = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
+  lua_pop(L, 1);
   lua_getfield(L, app, "broker");
   if (lua_isstring(L, -1)) a->broker = dupstr(lua_tostring(L, -1));
   lua_pop(L, 1);
@@ -214,6 +220,7 @@ void eddy_app_free(eddy_app *a) {
   free(a->app_dir);
   for (int i = 0; i < a->nhandler_files; i++) free(a->handler_files[i]);
   free(a->handler_files);
+  free(a->catalog);
   for (int i = 0; i < a->nhandler_dirs; i++) free(a->handler_dirs[i]);
   free(a->handler_dirs);
   for (int i = 0; i < a->nkafka; i++) free(a->kafka[i]);

@@ -22,6 +22,8 @@ typedef struct eddy_app {
   int64_t dedupe_window_ms;
   int nhandler_files;
   char **handler_files;     /* as eddy.app resolved them, in load order */
+  char *catalog;            /* the declared events, as eddy.catalog.dump wrote them */
+  int nevents;              /* how many (type, version) are declared */
   int nhandler_dirs;
   char **handler_dirs;      /* the directories among the app's handlers */
   int ntopics;

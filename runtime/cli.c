@@ -49,7 +49,7 @@ static const eddy_cli_cmd *commands[] = {
   &eddy_cmd_dlq_list, &eddy_cmd_dlq_show, &eddy_cmd_dlq_replay,
   &eddy_cmd_dlq_purge, &eddy_cmd_state_get, &eddy_cmd_state_list, &eddy_cmd_reload,
   &eddy_cmd_status, &eddy_cmd_saga_list, &eddy_cmd_saga_show, &eddy_cmd_flows,
-  &eddy_cmd_trace,
+  &eddy_cmd_trace, &eddy_cmd_catalog_check, &eddy_cmd_catalog_docs, &eddy_cmd_catalog_export,
   &cmd_version_def,
   &cmd_help_def, NULL
 };

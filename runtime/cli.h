@@ -94,6 +94,14 @@ eddy_store *eddy_cli_open(const eddy_cli_args *a, int create);
 int eddy_cli_int(const eddy_cli_args *a, const char *name, int64_t min,
                  int64_t max, int64_t *v);
 
+/* Runs the Lua command eddy.tools.<fn>(tool, opts) (cli_saga.c): opts
+ * holds the positional arguments and the options named in opt_names; s,
+ * when not NULL, is the store the tool functions read.  Returns the exit
+ * status; a raised message is printed as the command's one-line error. */
+struct eddy_store;
+int eddy_cli_run_tool(const eddy_cli_args *a, const char *fn, struct eddy_store *s,
+                      const char *const *opt_names);
+
 /* Set by SIGINT/SIGTERM once eddy_cli_catch_signals ran: commands that
  * wait (tail --follow) poll it to stop cleanly. */
 extern volatile sig_atomic_t eddy_cli_stop;
@@ -109,6 +117,7 @@ extern const eddy_cli_cmd eddy_cmd_topic_create, eddy_cmd_topic_list,
   eddy_cmd_topic_alter, eddy_cmd_topic_trim, eddy_cmd_produce, eddy_cmd_tail,
   eddy_cmd_run, eddy_cmd_dlq_list, eddy_cmd_dlq_show, eddy_cmd_dlq_replay,
   eddy_cmd_dlq_purge, eddy_cmd_state_get, eddy_cmd_state_list, eddy_cmd_reload,
-  eddy_cmd_status, eddy_cmd_saga_list, eddy_cmd_saga_show, eddy_cmd_flows, eddy_cmd_trace;
+  eddy_cmd_status, eddy_cmd_saga_list, eddy_cmd_saga_show, eddy_cmd_flows, eddy_cmd_trace,
+  eddy_cmd_catalog_check, eddy_cmd_catalog_docs, eddy_cmd_catalog_export;
 
 #endif

@@ -23,6 +23,7 @@ static const eddy_cli_opt produce_opts[] = {
   { "key-separator", 'K', "SEP", "read 'KEY<SEP>VALUE' lines: each line's key comes before SEP" },
   { "header", 'H', "NAME=VALUE", "add a header (repeatable, order kept)" },
   { "type", 't', "T", "the event type (header eddy-type), which rules and sagas match" },
+  { "version", 0, "N", "the event type's version (header eddy-version; needs --type)" },
   { "partition", 'p', "P", "write to partition P instead of letting the key choose" },
   { "id", 0, "ID", "the message id (default: a new UUIDv7; one message only)" },
   { "json", 'j', NULL, "print one JSON line per message: topic, partition, offset, id" },
@@ -137,6 +138,15 @@ static int run_produce(const eddy_cli_args *a) {
     if (nheaders == MAX_HEADERS)
       return eddy_cli_usage_error(a, "more than %d headers", MAX_HEADERS);
     headers[nheaders++] = (eddy_header){ "eddy-type", 9, type, strlen(type) };
+  }
+  const char *version = eddy_cli_value(a, "version");
+  if (version) {
+    int64_t v;
+    if (!type) return eddy_cli_usage_error(a, "--version needs --type");
+    if (eddy_cli_int(a, "version", 1, INT32_MAX, &v) != 0) return EDDY_EXIT_USAGE;
+    if (nheaders == MAX_HEADERS)
+      return eddy_cli_usage_error(a, "more than %d headers", MAX_HEADERS);
+    headers[nheaders++] = (eddy_header){ "eddy-version", 12, version, strlen(version) };
   }
   int partition = -1;
   if (eddy_cli_value(a, "partition")) {

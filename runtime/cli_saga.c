@@ -160,8 +160,8 @@ static int traceback(lua_State *L) {
 /* Runs eddy.tools.<fn>(tool, opts) where opts holds the positional
  * arguments (pos) and the options given; it prints and returns the exit
  * status, or raises a one-line message for an eddy_cli_fail. */
-static int run_tool(const eddy_cli_args *a, const char *fn, eddy_store *s,
-                    const char *const *opt_names) {
+int eddy_cli_run_tool(const eddy_cli_args *a, const char *fn, eddy_store *s,
+                      const char *const *opt_names) {
   lua_State *L = luaL_newstate();
   if (!L) return eddy_cli_fail(a, "out of memory");
   luaL_openlibs(L);
@@ -207,7 +207,7 @@ static int run_tool(const eddy_cli_args *a, const char *fn, eddy_store *s,
 static int with_store(const eddy_cli_args *a, const char *fn, const char *const *opts) {
   eddy_store *s = eddy_cli_open(a, 0);
   if (!s) return EDDY_EXIT_FAIL;
-  int rc = run_tool(a, fn, s, opts);
+  int rc = eddy_cli_run_tool(a, fn, s, opts);
   eddy_store_close(s);
   return rc;
 }
@@ -224,7 +224,7 @@ static int run_show(const eddy_cli_args *a) {
 
 static int run_flows(const eddy_cli_args *a) {
   static const char *const opts[] = { "format", NULL };
-  return run_tool(a, "flows", NULL, opts);
+  return eddy_cli_run_tool(a, "flows", NULL, opts);
 }
 
 const eddy_cli_cmd eddy_cmd_saga_list = {

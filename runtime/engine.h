@@ -60,6 +60,7 @@ typedef struct eddy_gen {
   eddy_consumer_def *defs;
   int nhandler_files;
   char **handler_files;
+  char *catalog;                /* the event catalog (eddy.catalog.dump), or NULL */
   int retires;                  /* it stops a consumer or cursor the last one ran */
   _Atomic int refs;
 } eddy_gen;
@@ -132,7 +133,6 @@ eddy_job *eddy_job_new(eddy_cursor *c, int64_t offset, int64_t timestamp,
                        size_t headers_len);
 void eddy_job_free(eddy_job *j);
 
-/* Counters of one run (atomics: workers add, the runner reads). */
 /* Fills *f for a log line about job j of consumer: the consumer, the
  * message id, its correlation id (the eddy-correlation-id header, else
  * the message's own id) and the trace id of its traceparent, written into
@@ -141,6 +141,7 @@ void eddy_job_free(eddy_job *j);
 void eddy_job_logfields(const eddy_job *j, const char *consumer, eddy_logfields *f,
                         char trace_id[33]);
 
+/* Counters of one run (atomics: workers add, the runner reads). */
 /* Handler latency buckets, seconds (upper bounds; a last one is +Inf). */
 #define EDDY_LAT_BUCKETS 12
 extern const double eddy_lat_bounds[EDDY_LAT_BUCKETS];

@@ -13,9 +13,15 @@
 #include "units.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The registry keys of eddy.catalog.emit and .consume while a catalog is
+ * in force. */
+#define CATALOG_EMIT "eddy.catalog.emit"
+#define CATALOG_CONSUME "eddy.catalog.consume"
 
 #include <lauxlib.h>
 
@@ -151,6 +157,28 @@ static int ctx_emit(lua_State *L) {
   if (!eddy_worker_job(w))
     return luaL_error(L, "ctx:emit can only be called while a handler runs");
   int spec = 3;
+  /* A declared type: the value must match its schema, and the event
+   * carries its version (eddy.catalog.emit raises a SchemaError). */
+  char version[24] = "";
+  int base = lua_gettop(L);
+  if (lua_getfield(L, spec, "type") == LUA_TSTRING &&
+      lua_getfield(L, LUA_REGISTRYINDEX, CATALOG_EMIT) == LUA_TFUNCTION) {
+    lua_pushvalue(L, base + 1);
+    lua_getfield(L, spec, "version");
+    lua_getfield(L, spec, "value");
+    lua_call(L, 3, 2);
+    if (lua_isinteger(L, -2))
+      snprintf(version, sizeof version, "%lld", (long long)lua_tointeger(L, -2));
+    if (lua_isstring(L, -1)) {
+      const eddy_consumer_def *def = eddy_worker_def(w, (int)lua_tointeger(L, lua_upvalueindex(2)));
+      eddy_job *j = eddy_worker_job(w);
+      eddy_logfields f;
+      char trace_id[33];
+      eddy_job_logfields(j, def->name, &f, trace_id);
+      eddy_logx("WARN", &f, "%s", lua_tostring(L, -1));
+    }
+  }
+  lua_settop(L, base);
   size_t kl = 0, vl = 0;
   const char *key = NULL, *value = NULL;
   int t = lua_getfield(L, spec, "key");
@@ -174,7 +202,7 @@ static int ctx_emit(lua_State *L) {
                       lua_typename(L, t));
   }
   value = lua_tolstring(L, -1, &vl);
-  eddy_header h[65];
+  eddy_header h[66];
   size_t nh = 0;
   t = lua_getfield(L, spec, "headers");
   if (t == LUA_TTABLE) nh = read_headers(L, lua_gettop(L), h, 64);
@@ -187,6 +215,13 @@ static int ctx_emit(lua_State *L) {
     nh++;
   } else if (t != LUA_TNIL) {
     return luaL_error(L, "ctx:emit: type must be a string");
+  }
+  if (version[0]) {
+    h[nh].name = "eddy-version";
+    h[nh].name_len = 12;
+    h[nh].value = version;
+    h[nh].value_len = strlen(version);
+    nh++;
   }
   /* A durable timer: the event waits in the store until it is due. */
   int64_t due = 0;
@@ -219,7 +254,11 @@ static int ctx_emit(lua_State *L) {
 }
 
 /* ctx.log.info(message [, fields]) and friends: one line on stderr tagged
- * with the consumer, the message id and its correlation id. */
+ * with the consumer, the message id, its correlation and trace ids and the
+ * handler's version, with the fields that have string keys (at most
+ * LOG_FIELDS of them).  Numbers and booleans stay numbers and booleans in
+ * JSON lines, except inf and nan, which JSON has not: they are strings. */
+#define LOG_FIELDS 64
 static int ctx_log(lua_State *L) {
   eddy_worker *w = worker_of(L);
   const char *level = lua_tostring(L, lua_upvalueindex(2));
@@ -229,34 +268,76 @@ static int ctx_log(lua_State *L) {
   const char *text = luaL_tolstring(L, a, NULL);
   const eddy_consumer_def *def = eddy_worker_def(w, consumer);
   eddy_job *j = eddy_worker_job(w);
-  char fields[2048] = "";
-  size_t at = 0;
+  eddy_logfield extra[LOG_FIELDS];
+  size_t nextra = 0;
   if (lua_istable(L, a + 1)) {
+    luaL_checkstack(L, LOG_FIELDS + 4, "ctx.log");
     lua_pushnil(L);
     while (lua_next(L, a + 1)) {
-      if (lua_type(L, -2) == LUA_TSTRING && at < sizeof fields - 1) {
-        const char *k = lua_tostring(L, -2);
-        const char *v = luaL_tolstring(L, -1, NULL);
-        int q = strpbrk(v, " \"=") != NULL || !*v;
-        at += (size_t)snprintf(fields + at, sizeof fields - at, " %s=%s%s%s", k,
-                               q ? "\"" : "", v, q ? "\"" : "");
-        if (at > sizeof fields - 1) at = sizeof fields - 1;
-        lua_pop(L, 1);
+      if (lua_type(L, -2) == LUA_TSTRING && nextra < LOG_FIELDS) {
+        eddy_logfield *e = &extra[nextra++];
+        int t = lua_type(L, -1);
+        e->key = lua_tostring(L, -2);
+        e->literal = t == LUA_TBOOLEAN ||
+                     (t == LUA_TNUMBER && (lua_isinteger(L, -1) || isfinite(lua_tonumber(L, -1))));
+        e->value = luaL_tolstring(L, -1, &e->value_len);
+        /* The text stays on the stack, below the key, until the line is
+         * written: that keeps it alive. */
+        lua_insert(L, -3);
       }
       lua_pop(L, 1);
     }
   }
-  const char *name = def->name;
+  eddy_logfields f;
+  char trace_id[33];
   if (j) {
-    size_t cl = 0;
-    const char *corr = eddy_headers_get(j->headers, j->headers_len, "eddy-correlation-id", &cl);
-    eddy_logf(level, "consumer=%s id=%s correlation_id=%.*s version=%s msg=\"%s\"%s",
-              name, j->id, corr ? (int)cl : (int)j->id_len, corr ? corr : j->id,
-              def->version, text, fields);
+    eddy_job_logfields(j, def->name, &f, trace_id);
   } else {
-    eddy_logf(level, "consumer=%s msg=\"%s\"%s", name, text, fields);
+    memset(&f, 0, sizeof f);
+    f.consumer = def->name;
+    f.text_hide = EDDY_LOGF_VERSION;   /* the text line names it with a message only */
   }
+  f.version = def->version;
+  f.text = EDDY_LOGT_QUOTED;
+  f.extra = extra;
+  f.nextra = nextra;
+  eddy_logx(level, &f, "%s", text);
   return 0;
+}
+
+/* Puts g's event catalog in force in this state, and its checks in the
+ * registry (none when no type is declared: no cost per message). */
+static int install_catalog(lua_State *L, eddy_sandbox *sb, const eddy_gen *g, char *err,
+                           size_t errlen) {
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, CATALOG_EMIT);
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, CATALOG_CONSUME);
+  if (!g->catalog || strcmp(g->catalog, "return {}") == 0) return 0;
+  eddy_failure f;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "eddy.catalog");
+  if (eddy_sandbox_call(sb, 1, 1, &f) != 0) {
+    snprintf(err, errlen, "cannot load eddy.catalog: %s", f.error);
+    return -1;
+  }
+  lua_getfield(L, -1, "install");
+  lua_pushstring(L, g->catalog);
+  if (eddy_sandbox_call(sb, 1, 0, &f) != 0) {
+    snprintf(err, errlen, "cannot install the event catalog: %s", f.error);
+    lua_pop(L, 1);
+    return -1;
+  }
+  lua_getfield(L, -1, "emit");
+  lua_setfield(L, LUA_REGISTRYINDEX, CATALOG_EMIT);
+  lua_getfield(L, -1, "consume");
+  lua_setfield(L, LUA_REGISTRYINDEX, CATALOG_CONSUME);
+  lua_pop(L, 1);
+  return 0;
+}
+
+int lctx_push_consume_check(lua_State *L) {
+  return lua_getfield(L, LUA_REGISTRYINDEX, CATALOG_CONSUME) == LUA_TFUNCTION;
 }
 
 static void make_ctx(lua_State *L, eddy_worker *w, const eddy_consumer_def *def,
@@ -273,7 +354,8 @@ static void make_ctx(lua_State *L, eddy_worker *w, const eddy_consumer_def *def,
   luaL_setmetatable(L, STATE_MT);
   lua_setfield(L, -2, "state");
   lua_pushlightuserdata(L, w);
-  lua_pushcclosure(L, ctx_emit, 1);
+  lua_pushinteger(L, consumer);
+  lua_pushcclosure(L, ctx_emit, 2);
   lua_setfield(L, -2, "emit");
   lua_createtable(L, 0, 4);
   static const char *levels[] = { "debug", "info", "warn", "error" };
@@ -406,6 +488,11 @@ lctx_consumer *lctx_load(eddy_worker *w, eddy_sandbox *sb, const eddy_gen *g,
     lc[i].ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   lua_pop(L, 1);
+  if (install_catalog(L, sb, g, err, errlen) != 0) { free(lc); return NULL; }
+  lua_getfield(L, LUA_REGISTRYINDEX, CATALOG_CONSUME);
+  int on = lua_isfunction(L, -1);
+  lua_pop(L, 1);
+  for (int i = 0; i < g->nconsumers; i++) lc[i].catalog = on;
   return lc;
 }
 

@@ -18,6 +18,7 @@ typedef struct lctx_consumer {
   int handle_ref;
   int dedupe_ref;   /* LUA_NOREF when dedupe is by id or off */
   int ctx_ref;
+  int catalog;      /* the app declares event types: check consumed ones */
 } lctx_consumer;
 
 /* Loads generation g's handler files into sb's state (through eddy.app,
@@ -26,6 +27,10 @@ typedef struct lctx_consumer {
  * Returns the array (freed with lctx_free), or NULL with err filled. */
 lctx_consumer *lctx_load(eddy_worker *w, eddy_sandbox *sb, const eddy_gen *g,
                          const char *app_dir, char *err, size_t errlen);
+/* Pushes eddy.catalog.consume when a catalog is in force (returns 1), or
+ * a non-function (returns 0). */
+int lctx_push_consume_check(lua_State *L);
+
 void lctx_free(lctx_consumer *lc);
 
 void lctx_push_handle(lua_State *L, const lctx_consumer *c);

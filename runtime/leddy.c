@@ -12,6 +12,8 @@
 #include <sqlite3.h>
 #include <uv.h>
 
+#include "buf.h"
+#include "ljson.h"
 #include "llog.h"
 #include "partitioner.h"
 #include "store.h"
@@ -102,7 +104,39 @@ static int l_now_ms(lua_State *L) {
   return 1;
 }
 
+/* eddy.core.json_decode(text) -> the value (JSON null is eddy.core.null),
+ * or nil, why. */
+static int l_json_decode(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  char why[160];
+  if (eddy_json_decode(L, s, n, why, sizeof why) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+  }
+  return 1;
+}
+
+/* eddy.core.json_encode(value) -> JSON text, or nil, why. */
+static int l_json_encode(lua_State *L) {
+  luaL_checkany(L, 1);
+  eddy_buf b = { 0 };
+  char why[160];
+  if (eddy_json_encode(L, 1, &b, why, sizeof why) != 0) {
+    eddy_buf_free(&b);
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+  }
+  lua_pushlstring(L, b.data ? b.data : "", b.len);
+  eddy_buf_free(&b);
+  return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
+  {"json_decode", l_json_decode},
+  {"json_encode", l_json_encode},
   {"hash", l_hash},
   {"now_ms", l_now_ms},
   {"duration_ms", l_duration_ms},
@@ -120,5 +154,7 @@ int luaopen_eddy_core(lua_State *L) {
   luaL_newlib(L, core_funcs);
   lua_pushstring(L, EDDY_VERSION);
   lua_setfield(L, -2, "_VERSION");
+  lua_pushlightuserdata(L, NULL);   /* JSON null, as the decoder gives it */
+  lua_setfield(L, -2, "null");
   return 1;
 }

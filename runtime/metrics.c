@@ -10,6 +10,8 @@
 #include "reload.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sqlite3.h>
@@ -32,6 +34,50 @@ static void per_consumer(eddy_buf *b, const char *name, const char *consumer, in
   eddy_buf_printf(b, "%s{consumer=\"", name);
   label(b, consumer);
   eddy_buf_printf(b, "\"} %" PRId64 "\n", v);
+}
+
+/* SLA breaches by consumer and event type.  Types come from headers, so
+ * the table is bounded: past EDDY_SLA_SLOTS pairs, breaches are counted
+ * under type "other". */
+#define EDDY_SLA_SLOTS 512
+static struct { int consumer; char *type; int64_t n; } sla[EDDY_SLA_SLOTS];
+static int nsla;
+static pthread_mutex_t sla_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void eddy_metrics_sla_breach(eddy_runner *r, int consumer, const char *type, size_t len) {
+  (void)r;
+  pthread_mutex_lock(&sla_mu);
+  int i = 0;
+  while (i < nsla && !(sla[i].consumer == consumer && strlen(sla[i].type) == len &&
+                       memcmp(sla[i].type, type, len) == 0) &&
+         !(nsla == EDDY_SLA_SLOTS && sla[i].consumer == consumer &&
+           strcmp(sla[i].type, "other") == 0))
+    i++;
+  if (i == nsla && nsla < EDDY_SLA_SLOTS) {
+    char *t = nsla == EDDY_SLA_SLOTS - 1 ? strdup("other") : strndup(type, len);
+    if (t) {
+      sla[nsla].consumer = consumer;
+      sla[nsla].type = t;
+      nsla++;
+    }
+  }
+  if (i < nsla) sla[i].n++;
+  pthread_mutex_unlock(&sla_mu);
+}
+
+static void sla_breaches(eddy_runner *r, eddy_buf *b) {
+  head(b, "eddy_sla_breaches_total", "counter",
+       "Events handled later after they were made than their type's sla.max_lag.");
+  pthread_mutex_lock(&sla_mu);
+  for (int i = 0; i < nsla; i++) {
+    if (sla[i].consumer >= r->nconsumers) continue;
+    eddy_buf_puts(b, "eddy_sla_breaches_total{consumer=\"");
+    label(b, r->consumers[sla[i].consumer].name);
+    eddy_buf_puts(b, "\",type=\"");
+    label(b, sla[i].type);
+    eddy_buf_printf(b, "\"} %" PRId64 "\n", sla[i].n);
+  }
+  pthread_mutex_unlock(&sla_mu);
 }
 
 /* The consumers to show: the current generation's active ones. */
@@ -226,6 +272,7 @@ void eddy_metrics_render(eddy_runner *r, eddy_buf *b) {
   eddy_buf_printf(b, "eddy_up_seconds %.3f\n", (double)(now - r->started_ms) / 1000.0);
   counters(r, b);
   latency(r, b);
+  sla_breaches(r, b);
   lag(r, b);
   quarantine(r, b, now);
   outbox(r, b, now);

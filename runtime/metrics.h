@@ -22,6 +22,10 @@ void eddy_metrics_render(eddy_runner *r, eddy_buf *b);
  * partitions, parked messages, quarantined messages not replayed. */
 typedef struct eddy_consumer_stats { int64_t lag, parked, quarantined; } eddy_consumer_stats;
 void eddy_metrics_consumer(eddy_runner *r, int consumer, eddy_consumer_stats *s);
+/* A message of event type `type` handled by consumer later than its
+ * type's SLA allows (max_lag).  Any thread. */
+void eddy_metrics_sla_breach(eddy_runner *r, int consumer, const char *type, size_t len);
+
 /* Outbox rows waiting for the relay. */
 int64_t eddy_metrics_outbox(eddy_runner *r);
 

@@ -305,6 +305,8 @@ static eddy_gen *next_gen(eddy_reloader *rl, eddy_app *a, char *err, size_t errl
   g->nhandler_files = a->nhandler_files;
   a->handler_files = NULL;
   a->nhandler_files = 0;
+  g->catalog = a->catalog;
+  a->catalog = NULL;
   g->refs = 1;
   return g;
 }
@@ -323,9 +325,11 @@ static int same_topics(const eddy_consumer_def *a, const eddy_consumer_def *b) {
   return 1;
 }
 
-/* 1 when g runs the same consumers as old, each the same way. */
+/* 1 when g runs the same consumers as old, each the same way, with the
+ * same event catalog. */
 static int same_consumers(const eddy_gen *old, const eddy_gen *g) {
   if (g->nconsumers != old->nconsumers) return 0;
+  if (strcmp(old->catalog ? old->catalog : "", g->catalog ? g->catalog : "") != 0) return 0;
   for (int i = 0; i < g->nconsumers; i++) {
     if (g->defs[i].active != old->defs[i].active) return 0;
     if (g->defs[i].active && !eddy_consumer_def_same(&old->defs[i], &g->defs[i])) return 0;

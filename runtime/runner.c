@@ -114,6 +114,7 @@ void eddy_gen_release(eddy_gen *g) {
   free(g->defs);
   for (int i = 0; i < g->nhandler_files; i++) free(g->handler_files[i]);
   free(g->handler_files);
+  free(g->catalog);
   free(g);
 }
 
@@ -822,6 +823,8 @@ static int first_gen(eddy_runner *r, eddy_app *a) {
   g->nhandler_files = a->nhandler_files;
   a->handler_files = NULL;
   a->nhandler_files = 0;
+  g->catalog = a->catalog;
+  a->catalog = NULL;
   eddy_runner_set_gen(r, g);
   int64_t now = eddy_now_ms();
   for (int i = 0; i < g->nconsumers; i++) {

@@ -22,8 +22,9 @@ typedef struct eddy_sandbox eddy_sandbox;
 /* How a failed call failed.  Strings are owned by the sandbox and valid
  * until the next call. */
 typedef struct eddy_failure {
-  int permanent;          /* error(eddy.permanent(...)) or a limit */
-  const char *reason;     /* "error", "permanent", "instructions", "memory" */
+  int permanent;          /* error(eddy.permanent(...)), a schema, or a limit */
+  int schema;             /* an event did not match its declared schema */
+  const char *reason;     /* "error", "permanent", "schema", "instructions", "memory" */
   const char *error;      /* readable one-line message */
   const char *traceback;  /* Lua traceback, may be "" */
 } eddy_failure;

@@ -26,6 +26,7 @@
 #include "headers.h"
 #include "lctx.h"
 #include "log.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "quarantine.h"
 #include "retry.h"
@@ -873,6 +874,40 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
       return H_DUP;
     }
   }
+  /* A consumed event of a declared type must match its schema; one that
+   * does not goes to quarantine at once, with reason schema. */
+  int64_t max_lag = 0;
+  size_t tl = 0;
+  const char *ty = w->lc[ci].catalog
+    ? eddy_headers_get(j->headers, j->headers_len, "eddy-type", &tl) : NULL;
+  if (ty) {
+    lctx_push_consume_check(L);
+    lua_pushstring(L, c->name);
+    lua_pushlstring(L, ty, tl);
+    size_t vl = 0;
+    const char *ver = eddy_headers_get(j->headers, j->headers_len, "eddy-version", &vl);
+    if (ver) lua_pushlstring(L, ver, vl);
+    else lua_pushnil(L);
+    lua_pushvalue(L, msg);
+    int crc = eddy_sandbox_call(w->sb, 4, 2, &f);
+    char why[1024];
+    int bad = crc == 0 && lua_type(L, -2) == LUA_TSTRING;
+    if (bad) snprintf(why, sizeof why, "%s", lua_tostring(L, -2));
+    if (crc == 0 && lua_isinteger(L, -1)) max_lag = lua_tointeger(L, -1);
+    if (crc != 0 || bad) {
+      lctx_invalidate_msg(L, msg);
+      lua_settop(L, top);
+      w->current = NULL;
+      w->cur_out = NULL;
+      drop_effects(w, o);
+      if (bad) {
+        f = (eddy_failure){ .permanent = 1, .schema = 1, .reason = "schema", .error = why,
+                            .traceback = "" };
+      }
+      return failed(w, j, &f);
+    }
+    lua_pop(L, 2);
+  }
   lctx_push_handle(L, &w->lc[ci]);
   lua_pushvalue(L, msg);
   lctx_push_ctx(L, &w->lc[ci], j->attempt + 1);
@@ -887,6 +922,9 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
     drop_effects(w, o);
     return failed(w, j, &f);
   }
+  /* The type's SLA: handled later than max_lag after the event was made. */
+  if (max_lag > 0 && eddy_now_ms() - j->timestamp > max_lag)
+    eddy_metrics_sla_breach(r, ci, ty, tl);
   if (o->dkey) batch_dedupe_add(w, ci, o->dkey, o->dkey_len);
   o->kind = O_DONE;
   return H_DONE;

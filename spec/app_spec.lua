@@ -594,7 +594,7 @@ describe("eddy.app", function()
                      " (did you mean 'handlers'?)", fixture_error("unknown_app_option"))
         local err, dir = tree_error('return { consumers = {} }')
         assert.equal(dir .. "/eddy.lua: unknown option 'consumers' (known: admin, admin_public," ..
-                     " broker, data, dedupe_window, handlers, kafka, topics, workers)", err)
+                     " broker, data, dedupe_window, events, handlers, kafka, topics, workers)", err)
       end)
 
       it("when workers is out of range", function()

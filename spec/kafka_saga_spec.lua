@@ -279,6 +279,37 @@ describe("sagas on Kafka", function()
     assert.same({ ["ShipOrder:" .. id] = 1 }, state(app, app.names.SHIPPING))
   end)
 
+  it("check declared event types on Kafka: a bad order is quarantined with reason schema, " ..
+     "commands carry their version", function()
+    local app = checkout_app()
+    -- A handler file may declare events, alone.
+    H.write(app.dir .. "/handlers/events.lua", [[
+local eddy = require "eddy"
+local order = { type = "object", required = { "id", "sku" },
+                properties = { id = { type = "integer" }, sku = { type = "string" } } }
+return {
+  eddy.event { type = "OrderPlaced", version = 3, schema = order },
+  eddy.event { type = "ReserveStock", version = 2, schema = order },
+}
+]])
+    local ids = place(app, { order(1, "ada"), order(2, "bob", { sku = 42 }) })
+    local s = drain(app)
+    assert.same({ quarantined = 1 }, { quarantined = s.quarantined })
+    local all, n = instances(app)
+    assert.same({ 1, "completed" }, { n, all[ids[1]].status })
+    local q = json_lines(eddy(app, "dlq", "list", "--json"))
+    assert.same({ { app.names.SAGA, ids[2], "schema",
+                    "OrderPlaced v3 does not match its schema: field 'sku' must be a string " ..
+                    "(type), got number" } },
+                { { q[1].consumer, q[1].id, q[1].reason, q[1].error } })
+    local versions = {}
+    for i, m in ipairs(messages(app.names.COMMANDS)) do
+      versions[i] = { m.headers["eddy-type"], m.headers["eddy-version"] or cjson.null }
+    end
+    assert.same({ { "ReserveStock", "2" }, { "ChargePayment", cjson.null },
+                  { "ShipOrder", cjson.null } }, versions)
+  end)
+
   it("compensate the completed steps, last first, after a failure reply", function()
     local app = checkout_app()
     local ids = place(app, { order(1, "ada", { address = "nowhere" }),

@@ -153,6 +153,38 @@ describe("eddy run --admin", function()
     assert.equal(0, H.wait_exit(h, 30))
   end)
 
+  it("counts SLA breaches per consumer and event type: events handled later than the type's " ..
+     "sla.max_lag after they were made", function()
+    local app = make_app([[
+local eddy = require "eddy"
+eddy.event { type = "Slow", sla = { max_lag = "1ms" } }
+eddy.event { type = "Fast", version = 1, sla = { max_lag = "1h" } }
+eddy.event { type = "Fast", version = 2 }
+return eddy.consumer { name = "late", topics = { "orders" }, handle = function() end }
+]])
+    assert.equal(0, H.run({ "--data", app.data, "topic", "create", "orders", "--partitions", "2" }).code)
+    -- Made now, handled once eddy starts: well over 1ms later.
+    assert.equal(0, H.run({ "--data", app.data, "produce", "orders", "--type", "Slow" },
+                          { stdin = "1\n2\n3\n" }).code)
+    assert.equal(0, H.run({ "--data", app.data, "produce", "orders", "--type", "Fast" },
+                          { stdin = "4\n5\n" }).code)
+    assert.equal(0, H.run({ "--data", app.data, "produce", "orders", "--type", "Other" },
+                          { stdin = "6\n" }).code)
+    local h, base = run_with_admin(app)
+    local text = H.wait_until(function()
+      local c, t = get(base .. "/metrics")
+      if c == 200 and t:find('eddy_messages_handled_total{consumer="late"} 6\n', 1, true) then
+        return t
+      end
+    end, 30, "the six messages to be handled")
+    local breaches = {}
+    for line in text:gmatch("eddy_sla_breaches_total{[^\n]*") do breaches[#breaches + 1] = line end
+    assert.same({ 'eddy_sla_breaches_total{consumer="late",type="Slow"} 3' }, breaches)
+    assert.truthy(text:find("# TYPE eddy_sla_breaches_total counter\n", 1, true))
+    assert.is_true(H.kill(h.pid, "TERM"))
+    assert.equal(0, H.wait_exit(h, 30))
+  end)
+
   it("refuses a port in use, an address that is not loopback, and a malformed admin, "
      .. "in one line", function()
     local app = make_app(HANDLERS)

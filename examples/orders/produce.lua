@@ -24,7 +24,8 @@ for i = 1, count do
   local partition, offset, id = assert(log:produce("orders", {
     key = customer,
     value = value,
-    headers = { { "source", "examples/orders" }, { "eddy-type", "OrderPlaced" } },
+    headers = { { "source", "examples/orders" }, { "eddy-type", "OrderPlaced" },
+                { "eddy-version", "1" } },
   }))
   print(string.format("order %2d  customer %-8s -> partition %d offset %d  id %s",
                       i, customer, partition, offset, id))

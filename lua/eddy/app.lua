@@ -24,6 +24,7 @@
 
 local core = require "eddy.core"
 local eddy = require "eddy"
+local catalog = require "eddy.catalog"
 
 local M = {}
 
@@ -35,8 +36,8 @@ local MAX_MESSAGE_BYTES = 256 * 1024 * 1024   -- EDDY_LIMIT_MAX_MESSAGE_BYTES
 
 -- admin, broker and kafka are read by later parts of eddy; they are
 -- accepted here and passed on untouched.
-local APP_OPTIONS = { "data", "workers", "handlers", "topics", "dedupe_window", "admin",
-                      "admin_public", "broker", "kafka" }
+local APP_OPTIONS = { "data", "workers", "handlers", "events", "topics", "dedupe_window",
+                      "admin", "admin_public", "broker", "kafka" }
 local TOPIC_OPTIONS = { "partitions", "retention", "retention_bytes",
                         "max_message_bytes" }
 local LOAD_OPTIONS = { "data" }
@@ -251,11 +252,14 @@ local function list_length(t)
 end
 
 -- Loads one handler file: its consumers, its version; or nil, message.
+-- A file may also return event declarations (eddy.event), alone or among
+-- its consumers, or return nothing when it declared events.
 local function load_handler(file)
   local text, why = read_file(file)
   if not text then return nil, "cannot open handler '" .. file .. "': " .. why end
   local fn, err = compile(text, file)
   if not fn then return nil, err end
+  local before = #catalog.declared()
   local ok, res = run(fn, file)
   if not ok then return nil, res end
   if res.n > 1 then
@@ -263,6 +267,9 @@ local function load_handler(file)
   end
   local v = res[1]
   if eddy.is_consumer(v) then return { v }, core.hash(text) end
+  if catalog.is_event(v) or (v == nil and #catalog.declared() > before) then
+    return {}, core.hash(text)
+  end
   local n = type(v) == "table" and list_length(v)
   if not n then
     return nil, string.format("%s: returns %s, not a consumer %s", file, a_type(v), HINT)
@@ -270,13 +277,16 @@ local function load_handler(file)
   if n == 0 then
     return nil, string.format("%s: returns an empty list, not a consumer %s", file, HINT)
   end
+  local list = {}
   for i = 1, n do
-    if not eddy.is_consumer(v[i]) then
+    if eddy.is_consumer(v[i]) then
+      list[#list + 1] = v[i]
+    elseif not catalog.is_event(v[i]) then
       local item = v[i] == nil and "nil" or a_type(v[i])
       return nil, string.format("%s: item %d is %s, not a consumer", file, i, item)
     end
   end
-  return table.move(v, 1, n, 1, {}), core.hash(text)
+  return list, core.hash(text)
 end
 
 --- Loads handler files: each returns one consumer or a list of them.
@@ -295,7 +305,8 @@ end
 --   a consumer (return eddy.consumer{...} or a list of them)"`,
 --   `"handlers/b.lua: consumer 'c' is already defined in handlers/a.lua"`
 -- @raise when files is not a list of strings
-function M.load_handlers(files)
+function M.load_handlers(files, keep_events)
+  if not keep_events then catalog.reset() end
   if type(files) ~= "table" then
     error("load_handlers: 'files' must be a list of paths, got " .. type(files), 2)
   end
@@ -320,6 +331,7 @@ function M.load_handlers(files)
       consumers[#consumers + 1] = setmetatable(copy, eddy.Consumer)
     end
   end
+  catalog.note_consumers(consumers)
   return consumers
 end
 
@@ -407,24 +419,26 @@ local function check_topics(p, topics)
   return out
 end
 
--- The handler files named by the 'handlers' list, resolved against dir,
--- and the directories among its entries.
-local function handler_files(p, dir, handlers)
+-- The files named by the 'handlers' (or 'events') list, resolved against
+-- dir, and the directories among its entries.
+local function handler_files(p, dir, handlers, opt)
+  opt = opt or "handlers"
+  local noun = opt == "handlers" and "handler" or "events"
   if handlers == nil then return {}, {} end
   if type(handlers) == "string" then handlers = { handlers } end
   if type(handlers) ~= "table" then
-    fail(p .. "'handlers' must be a list of handler files or directories, got " ..
+    fail(p .. "'" .. opt .. "' must be a list of " .. noun .. " files or directories, got " ..
          type(handlers))
   end
   for k in pairs(handlers) do
     if math.type(k) ~= "integer" or k < 1 then
-      fail(p .. "'handlers' must be a list of handler files or directories, found key " ..
+      fail(p .. "'" .. opt .. "' must be a list of " .. noun .. " files or directories, found key " ..
            (type(k) == "string" and "'" .. k .. "'" or "[" .. tostring(k) .. "]"))
     end
   end
   local files, seen, dirs = {}, {}, {}
   local function add(file)
-    if seen[file] then fail(p .. "handler file '" .. file .. "' is listed twice") end
+    if seen[file] then fail(p .. noun .. " file '" .. file .. "' is listed twice") end
     seen[file] = true
     files[#files + 1] = file
   end
@@ -432,18 +446,18 @@ local function handler_files(p, dir, handlers)
   for i = 1, #handlers do
     local entry = handlers[i]
     if type(entry) ~= "string" then
-      fail(p .. "handlers[" .. i .. "] must be a path (a string), got " .. type(entry))
+      fail(p .. opt .. "[" .. i .. "] must be a path (a string), got " .. type(entry))
     end
-    if entry == "" then fail(p .. "handlers[" .. i .. "] is empty") end
+    if entry == "" then fail(p .. opt .. "[" .. i .. "] is empty") end
   end
   for _, entry in ipairs(handlers) do
     local path = join(dir, entry)
     local k, err, code = kind(path)
     if not k then
       if code == 2 or code == 20 then  -- ENOENT, ENOTDIR
-        fail(p .. "handler path '" .. entry .. "' does not exist")
+        fail(p .. noun .. " path '" .. entry .. "' does not exist")
       end
-      fail(p .. "cannot open handler path '" .. entry .. "': " .. reason(path, err))
+      fail(p .. "cannot open " .. noun .. " path '" .. entry .. "': " .. reason(path, err))
     end
     if k == "file" then
       add(path)
@@ -451,7 +465,7 @@ local function handler_files(p, dir, handlers)
       dirs[#dirs + 1] = path
       local names, lerr = listdir(path)
       if not names then
-        fail(p .. "cannot list handler directory '" .. entry .. "': " .. lerr)
+        fail(p .. "cannot list " .. noun .. " directory '" .. entry .. "': " .. lerr)
       end
       local base = path:sub(-1) == "/" and path or path .. "/"
       local found = {}
@@ -462,7 +476,7 @@ local function handler_files(p, dir, handlers)
         end
       end
       if #found == 0 then
-        fail(p .. "handler directory '" .. entry .. "' has no .lua files")
+        fail(p .. noun .. " directory '" .. entry .. "' has no .lua files")
       end
       table.sort(found, bytewise)
       for _, name in ipairs(found) do add(base .. name) end
@@ -562,6 +576,11 @@ local function check_app(path, t, opts)
   end
   app.topics = check_topics(p, t.topics)
   app.handler_files, app.handler_dirs = handler_files(p, dir, t.handlers)
+  -- Events files load like handler files (in every worker too), first.
+  local files, edirs = handler_files(p, dir, t.events, "events")
+  for _, f in ipairs(app.handler_files) do files[#files + 1] = f end
+  app.handler_files = files
+  for _, d in ipairs(edirs) do app.handler_dirs[#app.handler_dirs + 1] = d end
   return app
 end
 
@@ -596,6 +615,7 @@ function M.load(path, opts)
     error("load: opts.data must be a string, got " .. type(opts.data), 2)
   end
 
+  catalog.reset()
   local text, why = read_file(path)
   if not text then return nil, "cannot open app '" .. path .. "': " .. why end
   local fn, err = compile(text, path)
@@ -611,10 +631,13 @@ function M.load(path, opts)
     if getmetatable(app) == Failure then return nil, app.msg end
     error(app, 0)
   end
-  local consumers, lerr = M.load_handlers(app.handler_files)
+  local consumers, lerr = M.load_handlers(app.handler_files, true)
   if not consumers then return nil, lerr end
   if #consumers == 0 then return nil, path .. ": the app defines no consumers" end
   app.consumers = consumers
+  -- The event catalog: what the app file and the files it loads declared.
+  app.events = catalog.declared()
+  app.catalog = catalog.dump(app.events)
   -- Topics a consumer needs made for it (a saga's own topic), unless the
   -- app declares them itself.
   for _, c in ipairs(consumers) do

@@ -618,6 +618,19 @@ function M.saga(def)
   error(r, 2)
 end
 
+--- Declares one version of an event type: its schema, owner, SLA
+-- (`eddy.catalog.event`, docs/contracts.md).
+--
+--    eddy.event { type = "OrderPlaced", version = 2, owner = "orders",
+--      schema = { type = "object", required = { "id" },
+--                 properties = { id = { type = "integer" } } },
+--      sla = { max_lag = "5s" } }
+-- @function event
+M.event = require("eddy.catalog").event
+
+--- JSON null, as `msg:json()` gives it; usable in a schema's enum.
+M.null = core.null
+
 --- Whether v is a consumer made by `consumer`.
 -- @param v any value
 -- @treturn boolean

@@ -1,4 +1,5 @@
---- The commands `eddy saga list`, `eddy saga show` and `eddy flows`, run
+--- The commands `eddy saga list`, `eddy saga show`, `eddy flows` and
+-- `eddy catalog ...`, run
 -- by the binary (runtime/cli_saga.c) with `tool`: functions reading the
 -- store (consumers, state, quarantined, json, encode, time).  Each
 -- prints and returns the exit status; a failure raises its one-line
@@ -313,5 +314,12 @@ function M.flows(_, opts)
   return 0
 end
 
-M._graph, M._warnings = graph, warnings
+---------------------------------------------------------------------------
+-- catalog (lua/eddy/catalog_tools.lua)
+
+function M.catalog_check(_, opts) return require("eddy.catalog_tools").check(opts) end
+function M.catalog_docs(_, opts) return require("eddy.catalog_tools").docs(opts) end
+function M.catalog_export(_, opts) return require("eddy.catalog_tools").export(opts) end
+
+M._graph, M._warnings, M._mermaid = graph, warnings, mermaid
 return M

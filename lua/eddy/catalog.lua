@@ -1,0 +1,756 @@
+--- eddy.catalog: declared event types, their schemas, and the checks made
+-- with them (docs/contracts.md).
+--
+-- `eddy.event { type =, version =, ... }` declares one version of an event
+-- type.  Declarations made while an app loads (in the app file, in files
+-- named by its `events` option, in handler files) form the app's catalog.
+-- The runtime validates emitted and consumed events of declared types
+-- against it; `eddy catalog check` compares two catalogs; `eddy catalog
+-- docs` writes them up.
+--
+-- The schema language is a subset of JSON Schema, written as Lua tables:
+-- type, properties, required, additionalProperties (true when absent),
+-- items, enum, const, minimum, maximum, minLength, maxLength, minItems,
+-- maxItems; title, description, default, examples and format are kept as
+-- documentation and not checked.
+-- @module eddy.catalog
+
+local M = {}
+
+M.Event = { __name = "eddy.Event" }
+function M.Event.__tostring(e) return string.format("eddy.Event (%s v%d)", e.type, e.version) end
+
+-- The error a validation failure raises from ctx:emit: the runtime
+-- quarantines the message at once, with reason "schema".
+M.SchemaError = { __name = "eddy.SchemaError" }
+function M.SchemaError.__tostring(e) return e.msg end
+
+local EVENT_OPTIONS = { "type", "version", "owner", "description", "schema", "sla",
+                        "deprecated" }
+local SLA_OPTIONS = { "max_lag" }
+local TYPES = { string = true, number = true, integer = true, boolean = true,
+                object = true, array = true, null = true }
+local KEYWORDS = { "type", "properties", "required", "additionalProperties", "items", "enum",
+                   "const", "minimum", "maximum", "minLength", "maxLength", "minItems",
+                   "maxItems", "title", "description", "default", "examples", "format" }
+local KEYWORD = {}
+for _, k in ipairs(KEYWORDS) do KEYWORD[k] = true end
+
+local TYPE_PATTERN = "^[A-Za-z_][A-Za-z0-9_.-]*$"
+
+-- A mistake in a declaration: raised as a table, turned into a message at
+-- the caller's position by `event`.
+local Failure = {}
+local function fail(msg) error(setmetatable({ msg = msg }, Failure), 0) end
+
+local core = require "eddy.core"
+
+-- JSON null, as eddy's decoder gives it (`eddy.null` in schemas).
+local null = core.null
+local function is_null(v) return v == null end
+
+local function eddy_lib() return require "eddy" end
+
+-- "a string", "an array" ... for messages about Lua values.
+local function lua_kind(v)
+  local t = type(v)
+  if t == "table" then
+    local n = 0
+    for _ in pairs(v) do n = n + 1 end
+    if n > 0 and #v == n then return "an array" end
+    return "a table"
+  end
+  return (t:match("^[aeiou]") and "an " or "a ") .. t
+end
+
+local function is_list(t)
+  if type(t) ~= "table" then return false end
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n == #t
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  return keys
+end
+
+local function quote(v)
+  if type(v) == "string" then return string.format("%q", v):gsub("\\\n", "\\n") end
+  if is_null(v) then return "null" end
+  return tostring(v)
+end
+
+---------------------------------------------------------------------------
+-- Checking a schema
+
+local function field_name(path, key)
+  if path == "" then return key end
+  return path .. "." .. key
+end
+
+local function check_schema(p, s, path)
+  local where = path == "" and "schema" or "schema of '" .. path .. "'"
+  if type(s) ~= "table" then fail(p .. where .. " must be a table, got " .. lua_kind(s)) end
+  for k in pairs(s) do
+    if type(k) ~= "string" or not KEYWORD[k] then
+      fail(p .. where .. ": " .. eddy_lib()._unknown_option("keyword", k, KEYWORDS))
+    end
+  end
+  local ty = s.type
+  if ty ~= nil then
+    local list = type(ty) == "table" and ty or { ty }
+    if #list == 0 then fail(p .. where .. ": 'type' is an empty list") end
+    for _, t in ipairs(list) do
+      if not TYPES[t] then
+        fail(p .. where .. ": 'type' must be one of string, number, integer, boolean, " ..
+             "object, array, null, got " .. quote(t))
+      end
+    end
+  end
+  if s.properties ~= nil then
+    if type(s.properties) ~= "table" or (next(s.properties) and is_list(s.properties)) then
+      fail(p .. where .. ": 'properties' must be a table of field = schema")
+    end
+    for name, sub in pairs(s.properties) do
+      if type(name) ~= "string" then fail(p .. where .. ": 'properties' keys must be names") end
+      check_schema(p, sub, field_name(path, name))
+    end
+  end
+  if s.required ~= nil then
+    if not is_list(s.required) then
+      fail(p .. where .. ": 'required' must be a list of field names")
+    end
+    for _, name in ipairs(s.required) do
+      if type(name) ~= "string" then
+        fail(p .. where .. ": 'required' must be a list of field names, got " .. quote(name))
+      end
+    end
+  end
+  local ap = s.additionalProperties
+  if ap ~= nil and type(ap) ~= "boolean" then
+    check_schema(p, ap, field_name(path, "*"))
+  end
+  if s.items ~= nil then check_schema(p, s.items, path .. "[]") end
+  if s.enum ~= nil and (not is_list(s.enum) or #s.enum == 0) then
+    fail(p .. where .. ": 'enum' must be a non-empty list of values")
+  end
+  for _, k in ipairs({ "minimum", "maximum" }) do
+    if s[k] ~= nil and type(s[k]) ~= "number" then
+      fail(p .. where .. ": '" .. k .. "' must be a number, got " .. lua_kind(s[k]))
+    end
+  end
+  for _, k in ipairs({ "minLength", "maxLength", "minItems", "maxItems" }) do
+    if s[k] ~= nil and (math.type(s[k]) ~= "integer" or s[k] < 0) then
+      fail(p .. where .. ": '" .. k .. "' must be an integer >= 0, got " .. quote(s[k]))
+    end
+  end
+end
+
+-- A deep copy of a plain table (schemas are data).
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local t = {}
+  for k, x in pairs(v) do t[k] = copy(x) end
+  return t
+end
+
+---------------------------------------------------------------------------
+-- Declaring
+
+local declared = {}   -- the declarations made in this state since the last reset
+
+local function where_declared(level)
+  local info = debug.getinfo(level, "Sl")
+  if not info then return "?" end
+  return info.short_src .. ":" .. (info.currentline or 0)
+end
+
+local function normalize(def)
+  if type(def) ~= "table" then
+    fail("event: the declaration must be a table (eddy.event { type = ..., version = ..., " ..
+         "schema = ... }), got " .. type(def))
+  end
+  local ty = def.type
+  local p = type(ty) == "string" and "event '" .. ty .. "': " or "event: "
+  local eddy = eddy_lib()
+  local bad = eddy._unknown_key(def, EVENT_OPTIONS)
+  if bad ~= nil then fail(p .. eddy._unknown_option("option", bad, EVENT_OPTIONS)) end
+  if ty == nil then fail("event: 'type' is missing") end
+  if type(ty) ~= "string" or not ty:find(TYPE_PATTERN) or #ty > 200 then
+    fail("event: 'type' must be a name of letters, digits, '_', '.' and '-' (at most 200), got " ..
+         quote(ty))
+  end
+  local e = { type = ty }
+  local v = def.version
+  if v == nil then v = 1 end
+  if math.type(v) ~= "integer" or v < 1 then
+    fail(p .. "'version' must be an integer >= 1, got " .. quote(v))
+  end
+  e.version = v
+  p = string.format("event '%s' v%d: ", ty, v)
+  for _, k in ipairs({ "owner", "description" }) do
+    if def[k] ~= nil and type(def[k]) ~= "string" then
+      fail(p .. "'" .. k .. "' must be a string, got " .. lua_kind(def[k]))
+    end
+    e[k] = def[k]
+  end
+  if def.schema ~= nil then
+    check_schema(p, def.schema, "")
+    e.schema = copy(def.schema)
+  end
+  if def.sla ~= nil then
+    if type(def.sla) ~= "table" then
+      fail(p .. "'sla' must be a table ({ max_lag = \"5s\" }), got " .. lua_kind(def.sla))
+    end
+    local sbad = eddy._unknown_key(def.sla, SLA_OPTIONS)
+    if sbad ~= nil then fail(p .. "sla: " .. eddy._unknown_option("option", sbad, SLA_OPTIONS)) end
+    local ms = def.sla.max_lag ~= nil and eddy._duration_ms(def.sla.max_lag)
+    if not ms or ms < 1 then
+      fail(p .. "sla.max_lag must be a duration (e.g. \"5s\", 500), got " .. quote(def.sla.max_lag))
+    end
+    e.sla = { max_lag_ms = ms }
+  end
+  local d = def.deprecated
+  if d ~= nil and d ~= false then
+    if d ~= true and type(d) ~= "string" then
+      fail(p .. "'deprecated' must be true, false or a reason (a string), got " .. lua_kind(d))
+    end
+    e.deprecated = d
+  end
+  return e
+end
+
+--- Declares one version of an event type (`eddy.event`).
+-- @tparam table def `{ type =, version = 1, owner =, description =, schema =,
+--   sla = { max_lag = "5s" }, deprecated = false | true | "reason" }`
+-- @treturn table the declaration (metatable `eddy.Event`)
+-- @raise on a mistake, at the caller's position
+function M.event(def, level)
+  local ok, e = pcall(normalize, def)
+  if not ok then
+    if getmetatable(e) == Failure then error(e.msg, (level or 1) + 1) end
+    error(e, 0)
+  end
+  e.declared_at = where_declared((level or 1) + 2)
+  for _, d in ipairs(declared) do
+    if d.type == e.type and d.version == e.version then
+      error(string.format("event '%s' v%d is already declared at %s", e.type, e.version,
+                          d.declared_at), (level or 1) + 1)
+    end
+  end
+  declared[#declared + 1] = e
+  return setmetatable(e, M.Event)
+end
+
+function M.is_event(v) return type(v) == "table" and rawequal(getmetatable(v), M.Event) end
+
+--- Forgets the declarations made so far (an app is about to load).
+function M.reset() declared = {} end
+
+--- The declarations made since the last reset, sorted by type and version.
+function M.declared()
+  local list = {}
+  for i, d in ipairs(declared) do list[i] = d end
+  table.sort(list, function(a, b)
+    if a.type ~= b.type then return a.type < b.type end
+    return a.version < b.version
+  end)
+  return list
+end
+
+---------------------------------------------------------------------------
+-- A catalog: { [type] = { versions = { [n] = decl }, latest = n } }
+
+--- The catalog of a list of declarations.
+function M.build(list)
+  local cat = {}
+  for _, d in ipairs(list) do
+    local t = cat[d.type]
+    if not t then t = { versions = {}, latest = 0 }; cat[d.type] = t end
+    t.versions[d.version] = d
+    if d.version > t.latest then t.latest = d.version end
+  end
+  return cat
+end
+
+-- Serializing declarations as a Lua table constructor, to hand the
+-- catalog to the workers' Lua states (and to compare two of them).
+local function serialize(v, out)
+  local t = type(v)
+  if t == "table" then
+    out[#out + 1] = "{"
+    for _, k in ipairs(sorted_keys(v)) do
+      out[#out + 1] = "["
+      serialize(k, out)
+      out[#out + 1] = "]="
+      serialize(v[k], out)
+      out[#out + 1] = ","
+    end
+    out[#out + 1] = "}"
+  elseif t == "string" then
+    out[#out + 1] = string.format("%q", v)
+  elseif math.type(v) == "integer" then
+    out[#out + 1] = string.format("%d", v)
+  elseif t == "number" then
+    out[#out + 1] = string.format("%.17g", v)
+  elseif t == "boolean" then
+    out[#out + 1] = tostring(v)
+  elseif is_null(v) then
+    out[#out + 1] = "null"
+  else
+    error("cannot serialize " .. t, 0)
+  end
+end
+
+--- The declarations as text that `load_text` reads back.
+function M.dump(list)
+  local out = { "return " }
+  local plain = {}
+  for i, d in ipairs(list) do plain[i] = setmetatable(copy(d), nil) end
+  serialize(plain, out)
+  return table.concat(out)
+end
+
+function M.load_text(text)
+  local fn, err = load(text, "=catalog", "t", { null = null })
+  if not fn then error("catalog: " .. err, 0) end
+  return fn()
+end
+
+---------------------------------------------------------------------------
+-- Validation
+
+local function json_type(v)
+  local t = type(v)
+  if t == "string" or t == "boolean" then return t end
+  if t == "number" then
+    if math.type(v) == "integer" or (v == math.floor(v) and v == v and v ~= math.huge
+                                     and v ~= -math.huge) then
+      return "integer"
+    end
+    return "number"
+  end
+  if v == nil then return "nothing" end
+  if is_null(v) then return "null" end
+  if t == "table" then
+    -- Decoded JSON has string keys in objects, 1..n in arrays; a table
+    -- from a handler is taken by its first key, as the encoder does.
+    local k = next(v)
+    if k == nil then return "empty" end   -- {} or []: either
+    if math.type(k) == "integer" and v[1] ~= nil then return "array" end
+    return "object"
+  end
+  return t
+end
+
+local function shown(got)
+  if got == "integer" then return "number" end
+  if got == "empty" then return "an empty table" end
+  return got
+end
+
+local function display_value(v)
+  local t = json_type(v)
+  if t == "string" then return quote(v) end
+  if t == "integer" or t == "number" or t == "boolean" or t == "null" then return quote(v) end
+  return shown(t)
+end
+
+local function subject(path)
+  if path == "" then return "the value" end
+  return "field '" .. path .. "'"
+end
+
+local function deep_equal(a, b)
+  if a == b then return true end
+  if is_null(a) and is_null(b) then return true end
+  if type(a) ~= "table" or type(b) ~= "table" then return false end
+  for k, v in pairs(a) do if not deep_equal(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+
+-- The path of the value being checked, as a stack of keys (field names,
+-- 0-based array indices): made into text only for a message, so that a
+-- value that matches allocates nothing for it.
+local stack, depth = {}, 0
+
+local function path_text()
+  local parts = {}
+  for i = 1, depth do
+    local k = stack[i]
+    if math.type(k) == "integer" then parts[#parts + 1] = "[" .. k .. "]"
+    elseif #parts == 0 then parts[1] = tostring(k)
+    else parts[#parts + 1] = "." .. tostring(k) end
+  end
+  return table.concat(parts)
+end
+
+local function here() return subject(path_text()) end
+
+local function child(name)
+  local p = path_text()
+  if p == "" then return tostring(name) end
+  return p .. "." .. tostring(name)
+end
+
+-- Whether v (of json_type got) is of JSON Schema type want.  A fast path
+-- per type, json_type only for tables.
+local is_type = {
+  string = function(v) return type(v) == "string" end,
+  boolean = function(v) return type(v) == "boolean" end,
+  number = function(v) return type(v) == "number" end,
+  integer = function(v)
+    return math.type(v) == "integer" or (type(v) == "number" and json_type(v) == "integer")
+  end,
+  null = function(v) return v == null end,
+  object = function(v)
+    if type(v) ~= "table" then return false end
+    local t = json_type(v)
+    return t == "object" or t == "empty"
+  end,
+  array = function(v)
+    if type(v) ~= "table" then return false end
+    local t = json_type(v)
+    return t == "array" or t == "empty"
+  end,
+}
+
+local function type_error(want, v)
+  return string.format("%s must be %s %s (type), got %s", here(),
+                       want:match("^[aeiou]") and "an" or "a", want, shown(json_type(v)))
+end
+
+-- Schemas compiled to checking functions, once per schema table: each
+-- function(v) returns nil, or the message naming the field and rule.  A
+-- compiled schema runs only the rules it has.
+local compiled = setmetatable({}, { __mode = "k" })
+local compile
+
+local function make_checker(s)
+  local checks = {}
+  local function add(fn) checks[#checks + 1] = fn end
+
+  local st = s.type
+  if type(st) == "string" then
+    local test = is_type[st]
+    add(function(v) if not test(v) then return type_error(st, v) end end)
+  elseif type(st) == "table" then
+    local tests = {}
+    for i, t in ipairs(st) do tests[i] = is_type[t] end
+    local want = table.concat(st, " or ")
+    add(function(v)
+      for i = 1, #tests do if tests[i](v) then return nil end end
+      return type_error(want, v)
+    end)
+  end
+  if s.enum ~= nil then
+    local enum = s.enum
+    add(function(v)
+      for i = 1, #enum do
+        local x = enum[i]
+        if x == v or deep_equal(x, v) then return nil end
+      end
+      local vals = {}
+      for i, x in ipairs(enum) do vals[i] = quote(x) end
+      return string.format("%s must be one of %s (enum), got %s", here(),
+                           table.concat(vals, ", "), display_value(v))
+    end)
+  end
+  if s.const ~= nil then
+    local c = s.const
+    add(function(v)
+      if not deep_equal(c, v) then
+        return string.format("%s must be %s (const), got %s", here(), quote(c), display_value(v))
+      end
+    end)
+  end
+  local min, max = s.minimum, s.maximum
+  if min ~= nil or max ~= nil then
+    add(function(v)
+      if type(v) ~= "number" then return nil end
+      if min ~= nil and v < min then
+        return string.format("%s must be >= %s (minimum), got %s", here(), quote(min), quote(v))
+      end
+      if max ~= nil and v > max then
+        return string.format("%s must be <= %s (maximum), got %s", here(), quote(max), quote(v))
+      end
+    end)
+  end
+  local minl, maxl = s.minLength, s.maxLength
+  if minl ~= nil or maxl ~= nil then
+    add(function(v)
+      if type(v) ~= "string" then return nil end
+      local n = utf8.len(v) or #v
+      if minl ~= nil and n < minl then
+        return string.format("%s must be at least %d characters long (minLength), got %d",
+                             here(), minl, n)
+      end
+      if maxl ~= nil and n > maxl then
+        return string.format("%s must be at most %d characters long (maxLength), got %d",
+                             here(), maxl, n)
+      end
+    end)
+  end
+  local items = s.items
+  -- An empty table is an object unless the schema speaks of items.
+  local function object_like(v)
+    if type(v) ~= "table" then return false end
+    local t = json_type(v)
+    return t == "object" or (t == "empty" and items == nil)
+  end
+  local function array_like(v)
+    if type(v) ~= "table" then return false end
+    local t = json_type(v)
+    return t == "array" or (t == "empty" and items ~= nil)
+  end
+  local required = s.required
+  if required and #required > 0 then
+    add(function(v)
+      if not object_like(v) then return nil end
+      for i = 1, #required do
+        if v[required[i]] == nil then
+          return string.format("field '%s' is missing (required)", child(required[i]))
+        end
+      end
+    end)
+  end
+  local props = s.properties
+  if props and next(props) then
+    -- The declared fields in name order, so that the first failure named
+    -- is always the same one.
+    local names = sorted_keys(props)
+    local fns = {}
+    for i, name in ipairs(names) do fns[i] = compile(props[name]) end
+    local n = #names
+    add(function(v)
+      if not object_like(v) then return nil end
+      for i = 1, n do
+        local name = names[i]
+        local x = v[name]
+        if x ~= nil then
+          depth = depth + 1
+          stack[depth] = name
+          local err = fns[i](x)
+          depth = depth - 1
+          if err then return err end
+        end
+      end
+    end)
+  end
+  local ap = s.additionalProperties
+  if ap == false or type(ap) == "table" then
+    local apfn = type(ap) == "table" and compile(ap)
+    add(function(v)
+      if not object_like(v) then return nil end
+      local others
+      for k in pairs(v) do
+        if not (props and props[k]) then
+          others = others or {}
+          others[#others + 1] = k
+        end
+      end
+      if not others then return nil end
+      table.sort(others, function(a, b) return tostring(a) < tostring(b) end)
+      for _, k in ipairs(others) do
+        if not apfn then
+          return string.format("field '%s' is not allowed (additionalProperties)", child(k))
+        end
+        depth = depth + 1
+        stack[depth] = tostring(k)
+        local err = apfn(v[k])
+        depth = depth - 1
+        if err then return err end
+      end
+    end)
+  end
+  local mini, maxi = s.minItems, s.maxItems
+  if mini ~= nil or maxi ~= nil or items ~= nil then
+    local ifn = items ~= nil and compile(items)
+    add(function(v)
+      if not array_like(v) then return nil end
+      local n = #v
+      if mini ~= nil and n < mini then
+        return string.format("%s must have at least %d items (minItems), got %d", here(), mini, n)
+      end
+      if maxi ~= nil and n > maxi then
+        return string.format("%s must have at most %d items (maxItems), got %d", here(), maxi, n)
+      end
+      if ifn then
+        for i = 1, n do
+          depth = depth + 1
+          stack[depth] = i - 1
+          local err = ifn(v[i])
+          depth = depth - 1
+          if err then return err end
+        end
+      end
+    end)
+  end
+
+  local n = #checks
+  if n == 0 then return function() return nil end end
+  if n == 1 then return checks[1] end
+  return function(v)
+    for i = 1, n do
+      local err = checks[i](v)
+      if err then return err end
+    end
+    return nil
+  end
+end
+
+compile = function(s)
+  local fn = compiled[s]
+  if not fn then
+    fn = make_checker(s)
+    compiled[s] = fn
+  end
+  return fn
+end
+
+--- Checks v (a decoded JSON value) against the schema of declaration d.
+-- @treturn nil|string nil, or `"OrderPlaced v2 does not match its schema:
+--   field 'total' must be a number (type), got string"`
+function M.validate(d, v)
+  if not d.schema then return nil end
+  depth = 0
+  local err = compile(d.schema)(v)
+  if err then
+    return string.format("%s v%d does not match its schema: %s", d.type, d.version, err)
+  end
+  return nil
+end
+
+---------------------------------------------------------------------------
+-- The running app's catalog, in a worker's Lua state
+
+local active = {}          -- the catalog in force: type -> { versions, latest }
+local handles = {}         -- consumer name -> set of the types it handles (rules, sagas)
+local warned = {}          -- "type/version" -> when a deprecation warning was last given
+
+local function decode(value)
+  if type(value) ~= "string" then return value end
+  local v = core.json_decode(value)
+  if v ~= nil then return v end
+  return nil, "the value is not JSON"
+end
+
+--- Puts a catalog (the text `dump` made) in force in this state.
+function M.install(text)
+  active = M.build(M.load_text(text))
+end
+
+--- Notes which types each consumer handles (rules and sagas pass over
+-- the others, so only these are checked when they consume).
+function M.note_consumers(consumers)
+  handles = {}
+  for _, c in ipairs(consumers) do
+    if c.kind == "rule" then
+      local set = {}
+      for _, t in ipairs(c.on) do set[t] = true end
+      handles[c.name] = set
+    elseif c.kind == "saga" then
+      local set = { [c.saga.start] = true }
+      for _, t in ipairs(c.saga.abort or {}) do set[t] = true end
+      for _, st in ipairs(c.saga.steps) do
+        for _, t in ipairs(st.replies or {}) do set[t] = true end
+      end
+      handles[c.name] = set
+    end
+  end
+end
+
+local function newer_than(t, v)
+  for n = v + 1, t.latest do
+    local d = t.versions[n]
+    if d and not d.deprecated then return n end
+  end
+  return nil
+end
+
+-- The declaration a consumed event is checked against: its version when
+-- declared, else the newest.
+local function declaration(t, version)
+  local n = math.tointeger(tonumber(version or ""))
+  return (n and t.versions[n]) or t.versions[t.latest]
+end
+
+--- ctx:emit of an event of type ty: checks its value.  Returns the version
+-- to send (nil for an undeclared type) and, when the version is
+-- deprecated, a warning to log (at most once a minute per version).
+-- Raises a SchemaError when the value does not match.
+function M.emit(ty, version, value)
+  local t = active[ty]
+  if not t then return nil end
+  local d
+  if version ~= nil then
+    d = t.versions[version]
+    if not d then
+      local known = {}
+      for _, n in ipairs(sorted_keys(t.versions)) do known[#known + 1] = tostring(n) end
+      error(setmetatable({ msg = string.format("ctx:emit: event %s has no version %s " ..
+        "(declared: %s)", ty, tostring(version), table.concat(known, ", ")) }, M.SchemaError), 0)
+    end
+  else
+    d = t.versions[t.latest]
+  end
+  if d.schema then
+    local v, why = decode(value)
+    local err = why and string.format("%s v%d does not match its schema: %s", ty, d.version, why)
+                or M.validate(d, v)
+    if err then error(setmetatable({ msg = "ctx:emit: " .. err }, M.SchemaError), 0) end
+  end
+  local warning
+  if d.deprecated then
+    local k = ty .. "/" .. d.version
+    local now = os.time()
+    if not warned[k] or now - warned[k] >= 60 then
+      warned[k] = now
+      local newer = newer_than(t, d.version)
+      warning = string.format("event %s v%d is deprecated%s%s", ty, d.version,
+                              type(d.deprecated) == "string" and " (" .. d.deprecated .. ")" or "",
+                              newer and string.format("; emit v%d instead", newer) or "")
+    end
+  end
+  return d.version, warning
+end
+
+-- msg:json(), or nil when the value is not JSON.  The handler's own
+-- msg:json() then finds the value decoded.
+local function json_of(msg)
+  local ok, v = pcall(msg.json, msg)
+  if ok then return v end
+  return nil, "the value is not JSON"
+end
+
+--- A consumed event (msg, the handler's message object): nil when it may
+-- go to the handler, else the message for quarantine (reason schema).
+-- The second result is the SLA's max_lag in ms when the type has one.
+function M.consume(consumer, ty, version, msg)
+  local t = active[ty]
+  if not t then return nil end
+  local set = handles[consumer]
+  if set and not set[ty] then return nil end
+  local d = declaration(t, version)
+  local sla = d.sla
+  for v = t.latest, 1, -1 do sla = sla or (t.versions[v] and t.versions[v].sla) end
+  if not d.schema then return nil, sla and sla.max_lag_ms end
+  local v, why = json_of(msg)
+  if why then return string.format("%s v%d does not match its schema: %s", ty, d.version, why) end
+  return M.validate(d, v), sla and sla.max_lag_ms
+end
+
+--- Whether any type is declared in this state's catalog.
+function M.any() return next(active) ~= nil end
+
+M._json_type = json_type
+M._deep_equal = deep_equal
+M._sorted_keys = sorted_keys
+M._quote = quote
+M._copy = copy
+M._is_null = is_null
+return M
