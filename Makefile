@@ -39,7 +39,7 @@ MOD_LIBS = -luv -lrdkafka -lsqlite3 -lpthread
 CORE   = errors store log headers partitioner uuid buf units state outbox kafka \
          quarantine retry
 # Lua bindings.
-LBIND  = leddy llog ljson
+LBIND  = leddy llog ljson lschema
 # The consumer runtime (needs Lua and libuv; only in the binary).
 RUNTIME = runner worker sandbox lctx lmsg app reload control ksource krelay metrics admin
 CLI    = cli cli_topic cli_produce cli_tail cli_run cli_dlq cli_state cli_reload cli_saga \

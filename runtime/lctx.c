@@ -158,7 +158,7 @@ static int ctx_emit(lua_State *L) {
     return luaL_error(L, "ctx:emit can only be called while a handler runs");
   int spec = 3;
   /* A declared type: the value must match its schema, and the event
-   * carries its version (eddy.catalog.emit raises a SchemaError). */
+   * carries its version (eddy.catalog.emit raises the refusal). */
   char version[24] = "";
   int base = lua_gettop(L);
   if (lua_getfield(L, spec, "type") == LUA_TSTRING &&
@@ -166,7 +166,12 @@ static int ctx_emit(lua_State *L) {
     lua_pushvalue(L, base + 1);
     lua_getfield(L, spec, "version");
     lua_getfield(L, spec, "value");
-    lua_call(L, 3, 2);
+    if (lua_pcall(L, 3, 2, 0) != LUA_OK) {
+      /* A refusal is a string: the handler may catch it like any error. */
+      const char *e = lua_tostring(L, -1);
+      if (e) eddy_worker_schema_error(w, e);
+      return lua_error(L);
+    }
     if (lua_isinteger(L, -2))
       snprintf(version, sizeof version, "%lld", (long long)lua_tointeger(L, -2));
     if (lua_isstring(L, -1)) {

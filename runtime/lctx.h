@@ -51,6 +51,10 @@ eddy_job *eddy_worker_job(eddy_worker *w);
 eddy_runner *eddy_worker_runner(eddy_worker *w);
 /* The definition of consumer number i in the generation w runs. */
 const eddy_consumer_def *eddy_worker_def(eddy_worker *w, int i);
+/* ctx:emit refused a value its schema does not allow, with this message
+ * (copied): when the handler fails with that same message, its message is
+ * quarantined at once with reason schema. */
+void eddy_worker_schema_error(eddy_worker *w, const char *msg);
 /* A buffer for JSON text, reused by every call of the worker. */
 struct eddy_buf *eddy_worker_json_buf(eddy_worker *w);
 /* 1 and the value (valid until the next call), 0 when absent, <0 error. */

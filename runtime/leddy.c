@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "ljson.h"
 #include "llog.h"
+#include "lschema.h"
 #include "partitioner.h"
 #include "store.h"
 #include "units.h"
@@ -137,6 +138,7 @@ static int l_json_encode(lua_State *L) {
 static const luaL_Reg core_funcs[] = {
   {"json_decode", l_json_decode},
   {"json_encode", l_json_encode},
+  {"schema_compile", eddy_lschema_compile},
   {"hash", l_hash},
   {"now_ms", l_now_ms},
   {"duration_ms", l_duration_ms},

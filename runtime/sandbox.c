@@ -220,11 +220,6 @@ static void describe(lua_State *L, eddy_failure *f) {
       if (lua_type(L, -1) == LUA_TSTRING &&
           strcmp(lua_tostring(L, -1), "eddy.Permanent") == 0)
         f->permanent = 1;
-      /* ctx:emit of a value its declared schema refuses: retrying
-       * cannot help. */
-      if (lua_type(L, -1) == LUA_TSTRING &&
-          strcmp(lua_tostring(L, -1), "eddy.SchemaError") == 0)
-        f->permanent = f->schema = 1;
       lua_pop(L, 1);
     }
     if (luaL_getmetafield(L, -1, "__tostring") != LUA_TNIL) {
@@ -303,8 +298,7 @@ int eddy_sandbox_call(eddy_sandbox *sb, int nargs, int nresults,
     lua_gc(L, LUA_GCCOLLECT);
   } else {
     describe(L, f);
-    snprintf(sb->reason, sizeof sb->reason, "%s",
-             f->schema ? "schema" : f->permanent ? "permanent" : "error");
+    snprintf(sb->reason, sizeof sb->reason, f->permanent ? "permanent" : "error");
   }
   free(sb->error);
   const char *e = lua_tostring(L, -1);

@@ -23,7 +23,7 @@ typedef struct eddy_sandbox eddy_sandbox;
  * until the next call. */
 typedef struct eddy_failure {
   int permanent;          /* error(eddy.permanent(...)), a schema, or a limit */
-  int schema;             /* an event did not match its declared schema */
+  int schema;             /* an event did not match its declared schema (worker.c) */
   const char *reason;     /* "error", "permanent", "schema", "instructions", "memory" */
   const char *error;      /* readable one-line message */
   const char *traceback;  /* Lua traceback, may be "" */

@@ -148,6 +148,7 @@ typedef struct arena_chunk {
 struct eddy_worker {
   eddy_runner *r;
   int index;
+  char *schema_error;           /* the last ctx:emit schema refusal of this call */
   uv_thread_t thread;
   uv_loop_t loop;
   uv_async_t wake;
@@ -396,6 +397,11 @@ static void park_release(eddy_worker *w, park *p) {
 
 eddy_job *eddy_worker_job(eddy_worker *w) { return w->current; }
 eddy_buf *eddy_worker_json_buf(eddy_worker *w) { return &w->json; }
+
+void eddy_worker_schema_error(eddy_worker *w, const char *msg) {
+  free(w->schema_error);
+  w->schema_error = strdup(msg);
+}
 lua_State *eddy_worker_lua(eddy_worker *w) { return eddy_sandbox_state(w->sb); }
 eddy_runner *eddy_worker_runner(eddy_worker *w) { return w->r; }
 const eddy_consumer_def *eddy_worker_def(eddy_worker *w, int i) { return &w->defs[i]; }
@@ -912,8 +918,17 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
   lua_pushvalue(L, msg);
   lctx_push_ctx(L, &w->lc[ci], j->attempt + 1);
   int64_t t0 = mono_us();
+  free(w->schema_error);
+  w->schema_error = NULL;
   int rc = eddy_sandbox_call(w->sb, 2, 0, &f);
   observe_latency(&r->cm[ci], mono_us() - t0);
+  /* The handler failed with ctx:emit's schema refusal (not caught, or
+   * raised again): retrying the same code cannot help. */
+  if (rc != 0 && w->schema_error && strcmp(f.reason, "error") == 0 &&
+      strcmp(f.error, w->schema_error) == 0) {
+    f.permanent = f.schema = 1;
+    f.reason = "schema";
+  }
   lctx_invalidate_msg(L, msg);
   lua_settop(L, top);
   w->current = NULL;
@@ -1813,6 +1828,7 @@ void eddy_worker_stop(eddy_worker *w) {
   eddy_store_close(w->store);
   eddy_buf_free(&w->scratch);
   eddy_buf_free(&w->json);
+  free(w->schema_error);
   cache_free(w);
   arena_reset(w);
   free(w->arena);

@@ -323,6 +323,18 @@ describe("eddy.event", function()
                    "events.lua:2", rel(err2, dir))
     end)
 
+    it("names the file of a declaration returned in a tail call, which leaves no line", function()
+      local dir = tree {
+        ["eddy.lua"] = 'return { events = { "a.lua", "b.lua" }, handlers = { "audit.lua" } }\n',
+        ["a.lua"] = 'local eddy = require "eddy"\nreturn eddy.event { type = "Shipped" }\n',
+        ["b.lua"] = 'local eddy = require "eddy"\nreturn { eddy.event { type = "Shipped" } }\n',
+        ["audit.lua"] = AUDIT,
+      }
+      local a, err = app.load(dir .. "/eddy.lua")
+      assert.is_nil(a)
+      assert.equal("b.lua:2: event 'Shipped' v1 is already declared at a.lua", rel(err, dir))
+    end)
+
     it("makes eddy catalog export fail with the declaration's message and exit 1", function()
       local dir = tree { ["eddy.lua"] = app_file('eddy.event { version = 1 }'),
                          ["audit.lua"] = AUDIT }
@@ -636,6 +648,10 @@ describe("eddy catalog check", function()
       ["empty.json"] = '',
       ["future.json"] = '{"eddy_catalog": 2, "events": []}\n',
       ["noversion.json"] = '{"eddy_catalog": 1, "events": [{"type": "OrderPlaced"}]}\n',
+      ["badschema.json"] = '{"eddy_catalog": 1, "events": [{"type": "OrderPlaced", ' ..
+                           '"version": 1, "schema": {"properties": {"id": 5}}}]}\n',
+      ["twice.json"] = '{"eddy_catalog": 1, "events": [{"type": "OrderPlaced", "version": 1},' ..
+                       ' {"type": "OrderPlaced", "version": 1}]}\n',
       ["notes.txt"] = 'hello\n',
       ["broken.lua"] = app_file('eddy.event { type = "OrderPlaced", version = 0 }'),
     }
@@ -648,6 +664,9 @@ describe("eddy catalog check", function()
       { "empty.json", "'empty.json' is not an eddy catalog (unexpected end at byte 1)" },
       { "future.json", "'future.json': catalog format 2 is not known (this eddy reads 1)" },
       { "noversion.json", "'noversion.json': events[1] needs a type and an integer version" },
+      { "badschema.json", "'badschema.json': events[1]: event 'OrderPlaced' v1: schema of 'id' " ..
+                          "must be a table, got a number" },
+      { "twice.json", "'twice.json': events[2]: OrderPlaced v1 is there twice" },
       { "notes.txt", "notes.txt:2: syntax error near <eof>" },
       { "broken.lua", "broken.lua:2: event 'OrderPlaced': 'version' must be an integer >= 1, " ..
                       "got 0" },

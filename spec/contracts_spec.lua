@@ -170,6 +170,27 @@ describe("a declared event type", function()
     assert.equal("2\n", eddy(app, "state", "get", "counter", "handled"))
   end)
 
+  it("refuses at ctx:emit with a string error a handler may catch and go on from", function()
+    local app = make_app([[
+local eddy = require "eddy"
+return eddy.consumer { name = "careful", topics = { "orders" },
+  handle = function(msg, ctx)
+    local ok, err = pcall(ctx.emit, ctx, "counted",
+                          { type = "OrderCounted", value = { id = 1, n = "x" } })
+    ctx.state:set("caught", { ok = ok, kind = type(err), err = err })
+    ctx:emit("counted", { type = "OrderCounted", value = { id = 1, n = 1 } })
+  end }
+]])
+    produce(app, { "{}" })
+    drain(app)
+    assert.same({}, quarantined(app))
+    assert.same({ ok = false, kind = "string",
+                  err = "ctx:emit: OrderCounted v1 does not match its schema: field 'n' must " ..
+                        "be an integer (type), got string" },
+                cjson.decode(eddy(app, "state", "get", "careful", "caught")))
+    assert.same({ { '{"id":1,"n":1}', "1" } }, messages(app, "counted"))
+  end)
+
   it("emits the version asked for, refuses one not declared, and warns once about a " ..
      "deprecated one, naming the newer", function()
     local app = make_app([[

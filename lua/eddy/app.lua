@@ -260,7 +260,9 @@ local function load_handler(file)
   local fn, err = compile(text, file)
   if not fn then return nil, err end
   local before = #catalog.declared()
+  catalog.loading = file
   local ok, res = run(fn, file)
+  catalog.loading = nil
   if not ok then return nil, res end
   if res.n > 1 then
     return nil, string.format("%s: returns %d values, not a consumer %s", file, res.n, HINT)

@@ -20,11 +20,6 @@ local M = {}
 M.Event = { __name = "eddy.Event" }
 function M.Event.__tostring(e) return string.format("eddy.Event (%s v%d)", e.type, e.version) end
 
--- The error a validation failure raises from ctx:emit: the runtime
--- quarantines the message at once, with reason "schema".
-M.SchemaError = { __name = "eddy.SchemaError" }
-function M.SchemaError.__tostring(e) return e.msg end
-
 local EVENT_OPTIONS = { "type", "version", "owner", "description", "schema", "sla",
                         "deprecated" }
 local SLA_OPTIONS = { "max_lag" }
@@ -91,9 +86,14 @@ local function field_name(path, key)
   return path .. "." .. key
 end
 
-local function check_schema(p, s, path)
+local function check_schema(p, s, path, open)
   local where = path == "" and "schema" or "schema of '" .. path .. "'"
   if type(s) ~= "table" then fail(p .. where .. " must be a table, got " .. lua_kind(s)) end
+  -- The schemas being checked, from the top down to s: one met again is a
+  -- cycle, which no value could ever finish matching.
+  open = open or {}
+  if open[s] then fail(p .. where .. " contains itself") end
+  open[s] = true
   for k in pairs(s) do
     if type(k) ~= "string" or not KEYWORD[k] then
       fail(p .. where .. ": " .. eddy_lib()._unknown_option("keyword", k, KEYWORDS))
@@ -116,7 +116,7 @@ local function check_schema(p, s, path)
     end
     for name, sub in pairs(s.properties) do
       if type(name) ~= "string" then fail(p .. where .. ": 'properties' keys must be names") end
-      check_schema(p, sub, field_name(path, name))
+      check_schema(p, sub, field_name(path, name), open)
     end
   end
   if s.required ~= nil then
@@ -131,9 +131,10 @@ local function check_schema(p, s, path)
   end
   local ap = s.additionalProperties
   if ap ~= nil and type(ap) ~= "boolean" then
-    check_schema(p, ap, field_name(path, "*"))
+    check_schema(p, ap, field_name(path, "*"), open)
   end
-  if s.items ~= nil then check_schema(p, s.items, path .. "[]") end
+  if s.items ~= nil then check_schema(p, s.items, path .. "[]", open) end
+  open[s] = nil
   if s.enum ~= nil and (not is_list(s.enum) or #s.enum == 0) then
     fail(p .. where .. ": 'enum' must be a non-empty list of values")
   end
@@ -162,10 +163,17 @@ end
 
 local declared = {}   -- the declarations made in this state since the last reset
 
+-- "file:line" of the caller at level (the full path, not Lua's shortened
+-- one).  `return eddy.event {...}` is a tail call that leaves no frame of
+-- the file: then the file being loaded, as eddy.app says, without a line.
 local function where_declared(level)
+  local me = debug.getinfo(level - 1, "t")
   local info = debug.getinfo(level, "Sl")
-  if not info then return "?" end
-  return info.short_src .. ":" .. (info.currentline or 0)
+  if (me and me.istailcall) or not info or info.what == "C" then
+    return M.loading or "?"
+  end
+  local src = info.source:gsub("^[@=]", "")
+  return src .. ":" .. (info.currentline or 0)
 end
 
 local function normalize(def)
@@ -249,6 +257,31 @@ function M.is_event(v) return type(v) == "table" and rawequal(getmetatable(v), M
 
 --- Forgets the declarations made so far (an app is about to load).
 function M.reset() declared = {} end
+
+--- The file eddy.app is loading, for declarations that cannot say where
+-- they are (set and cleared by eddy.app).
+M.loading = nil
+
+--- Checks a declaration read back from a saved catalog (normalized
+-- already: sla as max_lag_ms): nil, or the problem.
+function M.check_saved(e)
+  local p = string.format("event '%s' v%s: ", tostring(e.type), tostring(e.version))
+  if type(e.type) ~= "string" or not e.type:find(TYPE_PATTERN) then
+    return "event: 'type' must be a name of letters, digits, '_', '.' and '-', got " ..
+           quote(e.type)
+  end
+  if math.type(e.version) ~= "integer" or e.version < 1 then
+    return p .. "'version' must be an integer >= 1"
+  end
+  if e.schema ~= nil then
+    local ok, err = pcall(check_schema, p, e.schema, "")
+    if not ok then return getmetatable(err) == Failure and err.msg or tostring(err) end
+  end
+  if e.sla ~= nil and (type(e.sla) ~= "table" or math.type(e.sla.max_lag_ms) ~= "integer") then
+    return p .. "'sla' must be { max_lag_ms = integer }"
+  end
+  return nil
+end
 
 --- The declarations made since the last reset, sorted by type and version.
 function M.declared()
@@ -373,240 +406,54 @@ local function deep_equal(a, b)
   return true
 end
 
--- The path of the value being checked, as a stack of keys (field names,
--- 0-based array indices): made into text only for a message, so that a
--- value that matches allocates nothing for it.
-local stack, depth = {}, 0
-
-local function path_text()
-  local parts = {}
-  for i = 1, depth do
-    local k = stack[i]
-    if math.type(k) == "integer" then parts[#parts + 1] = "[" .. k .. "]"
-    elseif #parts == 0 then parts[1] = tostring(k)
-    else parts[#parts + 1] = "." .. tostring(k) end
+-- The message of a failure eddy.core's compiled schema found: the rule
+-- (kind), the field's path, the schema holding the rule, and the value.
+local function message(kind, path, s, v)
+  if kind == "required" then
+    return string.format("field '%s' is missing (required)", path)
+  elseif kind == "additionalProperties" then
+    return string.format("field '%s' is not allowed (additionalProperties)", path)
   end
-  return table.concat(parts)
+  local subj = subject(path)
+  if kind == "type" then
+    local want = type(s.type) == "string" and s.type or table.concat(s.type, " or ")
+    return string.format("%s must be %s %s (type), got %s", subj,
+                         want:match("^[aeiou]") and "an" or "a", want, shown(json_type(v)))
+  elseif kind == "enum" then
+    local vals = {}
+    for i, x in ipairs(s.enum) do vals[i] = quote(x) end
+    return string.format("%s must be one of %s (enum), got %s", subj, table.concat(vals, ", "),
+                         display_value(v))
+  elseif kind == "const" then
+    return string.format("%s must be %s (const), got %s", subj, quote(s.const), display_value(v))
+  elseif kind == "minimum" then
+    return string.format("%s must be >= %s (minimum), got %s", subj, quote(s.minimum), quote(v))
+  elseif kind == "maximum" then
+    return string.format("%s must be <= %s (maximum), got %s", subj, quote(s.maximum), quote(v))
+  elseif kind == "minLength" or kind == "maxLength" then
+    return string.format("%s must be at %s %d characters long (%s), got %d", subj,
+                         kind == "minLength" and "least" or "most", s[kind], kind,
+                         utf8.len(v) or #v)
+  elseif kind == "minItems" or kind == "maxItems" then
+    return string.format("%s must have at %s %d items (%s), got %d", subj,
+                         kind == "minItems" and "least" or "most", s[kind], kind, #v)
+  end
+  return string.format("%s breaks rule %s", subj, tostring(kind))
 end
 
-local function here() return subject(path_text()) end
-
-local function child(name)
-  local p = path_text()
-  if p == "" then return tostring(name) end
-  return p .. "." .. tostring(name)
-end
-
--- Whether v (of json_type got) is of JSON Schema type want.  A fast path
--- per type, json_type only for tables.
-local is_type = {
-  string = function(v) return type(v) == "string" end,
-  boolean = function(v) return type(v) == "boolean" end,
-  number = function(v) return type(v) == "number" end,
-  integer = function(v)
-    return math.type(v) == "integer" or (type(v) == "number" and json_type(v) == "integer")
-  end,
-  null = function(v) return v == null end,
-  object = function(v)
-    if type(v) ~= "table" then return false end
-    local t = json_type(v)
-    return t == "object" or t == "empty"
-  end,
-  array = function(v)
-    if type(v) ~= "table" then return false end
-    local t = json_type(v)
-    return t == "array" or t == "empty"
-  end,
-}
-
-local function type_error(want, v)
-  return string.format("%s must be %s %s (type), got %s", here(),
-                       want:match("^[aeiou]") and "an" or "a", want, shown(json_type(v)))
-end
-
--- Schemas compiled to checking functions, once per schema table: each
--- function(v) returns nil, or the message naming the field and rule.  A
--- compiled schema runs only the rules it has.
+-- Schemas compiled (by eddy.core, in C) once per schema table: each
+-- function(v) returns nil, or the message naming the field and rule.
 local compiled = setmetatable({}, { __mode = "k" })
-local compile
 
-local function make_checker(s)
-  local checks = {}
-  local function add(fn) checks[#checks + 1] = fn end
-
-  local st = s.type
-  if type(st) == "string" then
-    local test = is_type[st]
-    add(function(v) if not test(v) then return type_error(st, v) end end)
-  elseif type(st) == "table" then
-    local tests = {}
-    for i, t in ipairs(st) do tests[i] = is_type[t] end
-    local want = table.concat(st, " or ")
-    add(function(v)
-      for i = 1, #tests do if tests[i](v) then return nil end end
-      return type_error(want, v)
-    end)
-  end
-  if s.enum ~= nil then
-    local enum = s.enum
-    add(function(v)
-      for i = 1, #enum do
-        local x = enum[i]
-        if x == v or deep_equal(x, v) then return nil end
-      end
-      local vals = {}
-      for i, x in ipairs(enum) do vals[i] = quote(x) end
-      return string.format("%s must be one of %s (enum), got %s", here(),
-                           table.concat(vals, ", "), display_value(v))
-    end)
-  end
-  if s.const ~= nil then
-    local c = s.const
-    add(function(v)
-      if not deep_equal(c, v) then
-        return string.format("%s must be %s (const), got %s", here(), quote(c), display_value(v))
-      end
-    end)
-  end
-  local min, max = s.minimum, s.maximum
-  if min ~= nil or max ~= nil then
-    add(function(v)
-      if type(v) ~= "number" then return nil end
-      if min ~= nil and v < min then
-        return string.format("%s must be >= %s (minimum), got %s", here(), quote(min), quote(v))
-      end
-      if max ~= nil and v > max then
-        return string.format("%s must be <= %s (maximum), got %s", here(), quote(max), quote(v))
-      end
-    end)
-  end
-  local minl, maxl = s.minLength, s.maxLength
-  if minl ~= nil or maxl ~= nil then
-    add(function(v)
-      if type(v) ~= "string" then return nil end
-      local n = utf8.len(v) or #v
-      if minl ~= nil and n < minl then
-        return string.format("%s must be at least %d characters long (minLength), got %d",
-                             here(), minl, n)
-      end
-      if maxl ~= nil and n > maxl then
-        return string.format("%s must be at most %d characters long (maxLength), got %d",
-                             here(), maxl, n)
-      end
-    end)
-  end
-  local items = s.items
-  -- An empty table is an object unless the schema speaks of items.
-  local function object_like(v)
-    if type(v) ~= "table" then return false end
-    local t = json_type(v)
-    return t == "object" or (t == "empty" and items == nil)
-  end
-  local function array_like(v)
-    if type(v) ~= "table" then return false end
-    local t = json_type(v)
-    return t == "array" or (t == "empty" and items ~= nil)
-  end
-  local required = s.required
-  if required and #required > 0 then
-    add(function(v)
-      if not object_like(v) then return nil end
-      for i = 1, #required do
-        if v[required[i]] == nil then
-          return string.format("field '%s' is missing (required)", child(required[i]))
-        end
-      end
-    end)
-  end
-  local props = s.properties
-  if props and next(props) then
-    -- The declared fields in name order, so that the first failure named
-    -- is always the same one.
-    local names = sorted_keys(props)
-    local fns = {}
-    for i, name in ipairs(names) do fns[i] = compile(props[name]) end
-    local n = #names
-    add(function(v)
-      if not object_like(v) then return nil end
-      for i = 1, n do
-        local name = names[i]
-        local x = v[name]
-        if x ~= nil then
-          depth = depth + 1
-          stack[depth] = name
-          local err = fns[i](x)
-          depth = depth - 1
-          if err then return err end
-        end
-      end
-    end)
-  end
-  local ap = s.additionalProperties
-  if ap == false or type(ap) == "table" then
-    local apfn = type(ap) == "table" and compile(ap)
-    add(function(v)
-      if not object_like(v) then return nil end
-      local others
-      for k in pairs(v) do
-        if not (props and props[k]) then
-          others = others or {}
-          others[#others + 1] = k
-        end
-      end
-      if not others then return nil end
-      table.sort(others, function(a, b) return tostring(a) < tostring(b) end)
-      for _, k in ipairs(others) do
-        if not apfn then
-          return string.format("field '%s' is not allowed (additionalProperties)", child(k))
-        end
-        depth = depth + 1
-        stack[depth] = tostring(k)
-        local err = apfn(v[k])
-        depth = depth - 1
-        if err then return err end
-      end
-    end)
-  end
-  local mini, maxi = s.minItems, s.maxItems
-  if mini ~= nil or maxi ~= nil or items ~= nil then
-    local ifn = items ~= nil and compile(items)
-    add(function(v)
-      if not array_like(v) then return nil end
-      local n = #v
-      if mini ~= nil and n < mini then
-        return string.format("%s must have at least %d items (minItems), got %d", here(), mini, n)
-      end
-      if maxi ~= nil and n > maxi then
-        return string.format("%s must have at most %d items (maxItems), got %d", here(), maxi, n)
-      end
-      if ifn then
-        for i = 1, n do
-          depth = depth + 1
-          stack[depth] = i - 1
-          local err = ifn(v[i])
-          depth = depth - 1
-          if err then return err end
-        end
-      end
-    end)
-  end
-
-  local n = #checks
-  if n == 0 then return function() return nil end end
-  if n == 1 then return checks[1] end
-  return function(v)
-    for i = 1, n do
-      local err = checks[i](v)
-      if err then return err end
-    end
-    return nil
-  end
-end
-
-compile = function(s)
+local function compile(s)
   local fn = compiled[s]
   if not fn then
-    fn = make_checker(s)
+    local c = core.schema_compile(s)
+    fn = function(v)
+      local kind, path, rule, value = c:check(v)
+      if kind then return message(kind, path, rule, value) end
+      return nil
+    end
     compiled[s] = fn
   end
   return fn
@@ -617,7 +464,6 @@ end
 --   field 'total' must be a number (type), got string"`
 function M.validate(d, v)
   if not d.schema then return nil end
-  depth = 0
   local err = compile(d.schema)(v)
   if err then
     return string.format("%s v%d does not match its schema: %s", d.type, d.version, err)
@@ -682,7 +528,8 @@ end
 --- ctx:emit of an event of type ty: checks its value.  Returns the version
 -- to send (nil for an undeclared type) and, when the version is
 -- deprecated, a warning to log (at most once a minute per version).
--- Raises a SchemaError when the value does not match.
+-- Raises the message (a string) when the value does not match; the
+-- runtime quarantines a handler that fails with it (reason schema).
 function M.emit(ty, version, value)
   local t = active[ty]
   if not t then return nil end
@@ -692,8 +539,8 @@ function M.emit(ty, version, value)
     if not d then
       local known = {}
       for _, n in ipairs(sorted_keys(t.versions)) do known[#known + 1] = tostring(n) end
-      error(setmetatable({ msg = string.format("ctx:emit: event %s has no version %s " ..
-        "(declared: %s)", ty, tostring(version), table.concat(known, ", ")) }, M.SchemaError), 0)
+      error(string.format("ctx:emit: event %s has no version %s (declared: %s)", ty,
+                          tostring(version), table.concat(known, ", ")), 0)
     end
   else
     d = t.versions[t.latest]
@@ -702,7 +549,7 @@ function M.emit(ty, version, value)
     local v, why = decode(value)
     local err = why and string.format("%s v%d does not match its schema: %s", ty, d.version, why)
                 or M.validate(d, v)
-    if err then error(setmetatable({ msg = "ctx:emit: " .. err }, M.SchemaError), 0) end
+    if err then error("ctx:emit: " .. err, 0) end
   end
   local warning
   if d.deprecated then

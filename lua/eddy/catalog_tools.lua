@@ -64,11 +64,19 @@ function M.read(path)
       error(string.format("'%s': catalog format %s is not known (this eddy reads %d)", path,
                           tostring(doc.eddy_catalog), FORMAT), 0)
     end
-    local events = {}
+    local events, seen = {}, {}
     for i, e in ipairs(list_of(doc.events)) do
       if type(e) ~= "table" or type(e.type) ~= "string" or math.type(e.version) ~= "integer" then
         error(string.format("'%s': events[%d] needs a type and an integer version", path, i), 0)
       end
+      local problem = catalog.check_saved(e)
+      if problem then error(string.format("'%s': events[%d]: %s", path, i, problem), 0) end
+      local k = e.type .. "/" .. e.version
+      if seen[k] then
+        error(string.format("'%s': events[%d]: %s v%d is there twice", path, i, e.type,
+                            e.version), 0)
+      end
+      seen[k] = true
       e.producers, e.consumers = list_of(e.producers), list_of(e.consumers)
       events[#events + 1] = e
     end
