@@ -30,7 +30,8 @@ const eddy_cli_cmd eddy_cmd_catalog_check = {
   "first: a field removed, a type changed, a new required field, an enum\n"
   "narrowed, a limit tightened, a version number reused with a different\n"
   "schema, an event type removed.  Exits 1 when there is an incompatible\n"
-  "change, 0 when there is none: a check for CI.\n",
+  "change, 0 when there is none: a check for CI.  OLD or NEW that cannot be\n"
+  "read is exit 1 too, with one line on stderr and nothing on stdout.\n",
   (const eddy_cli_opt[]){
     { "json", 'j', NULL, "one JSON object per change: incompatible, type, version, change" },
     { 0 } },

@@ -312,3 +312,15 @@ describe("eddy.catalog.validate", function()
     end
   end)
 end)
+
+describe("eddy.catalog.emit", function()
+  it("names the declared versions in numeric order when asked for one that is not", function()
+    local catalog = require "eddy.catalog"
+    catalog.install(catalog.dump({ { type = "V", version = 10 }, { type = "V", version = 2 },
+                                   { type = "V", version = 1 } }))
+    assert.same({ false, "ctx:emit: event V has no version 3 (declared: 1, 2, 10)" },
+                { pcall(catalog.emit, "V", 3, {}) })
+    assert.same({ 10 }, { catalog.emit("V", nil, {}) })
+    catalog.install("return {}")
+  end)
+end)

@@ -65,10 +65,18 @@ local function is_list(t)
   return n == #t
 end
 
+-- Numbers (versions) in numeric order, before names in byte order.
+local function key_before(a, b)
+  local na, nb = type(a) == "number", type(b) == "number"
+  if na and nb then return a < b end
+  if na ~= nb then return na end
+  return tostring(a) < tostring(b)
+end
+
 local function sorted_keys(t)
   local keys = {}
   for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  table.sort(keys, key_before)
   return keys
 end
 
