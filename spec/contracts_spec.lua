@@ -306,6 +306,14 @@ describe("eddy.catalog.validate", function()
         '[[1],[2,"x"]]', "field '[1][1]' must be an integer (type), got string" },
       { { description = "annotations only", title = "t", examples = { 1 }, format = "date" },
         '"anything"', nil },
+      { { enum = { { 1, 2 }, { a = true } } }, '[1,2]', nil },
+      { { enum = { { 1, 2 }, { a = true } } }, '{"a":true}', nil },
+      { { enum = { { 1, 2 } } }, '[2,1]', "the value must be one of [1,2] (enum), got array" },
+      { { const = { kind = "x" } }, '{"kind":"x"}', nil },
+      { { type = "object", additionalProperties = { type = "object", required = { "id" } } },
+        '{"a":{"id":1},"b":{"x":1}}', "field 'b.id' is missing (required)" },
+      { { type = "object", properties = { a = { type = "integer" } } }, '{"a":1,"b":"x"}', nil },
+      { { type = "array", items = { type = "integer" } }, '[]', nil },
     }
     for i, c in ipairs(cases) do
       assert.same({ i, c[3] and P .. c[3] or nil }, { i, check(c[1], c[2]) })

@@ -83,6 +83,7 @@ end
 local function quote(v)
   if type(v) == "string" then return string.format("%q", v):gsub("\\\n", "\\n") end
   if is_null(v) then return "null" end
+  if type(v) == "table" then return core.json_encode(v) or "a table" end
   return tostring(v)
 end
 
