@@ -4,10 +4,8 @@
  * few functions reading the store.
  */
 #include "cli.h"
-#include "buf.h"
 #include "errors.h"
 #include "headers.h"
-#include "ljson.h"
 #include "quarantine.h"
 #include "sandbox.h"
 #include "state.h"
@@ -113,32 +111,6 @@ static int t_quarantined(lua_State *L) {
   return 1;
 }
 
-/* tool.json(text) -> a Lua value, or nil, why. */
-static int t_json(lua_State *L) {
-  size_t n;
-  const char *s = luaL_checklstring(L, 1, &n);
-  char why[160];
-  if (eddy_json_decode(L, s, n, why, sizeof why) != 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, why);
-    return 2;
-  }
-  return 1;
-}
-
-/* tool.encode(value) -> JSON text. */
-static int t_encode(lua_State *L) {
-  eddy_buf b = EDDY_BUF_INIT;
-  char why[160];
-  if (eddy_json_encode(L, 1, &b, why, sizeof why) != 0) {
-    eddy_buf_free(&b);
-    return luaL_error(L, "%s", why);
-  }
-  lua_pushlstring(L, b.data ? b.data : "", b.len);
-  eddy_buf_free(&b);
-  return 1;
-}
-
 /* tool.time(ms) -> "2026-01-02T03:04:05.678Z". */
 static int t_time(lua_State *L) {
   char t[32];
@@ -149,7 +121,7 @@ static int t_time(lua_State *L) {
 
 static const luaL_Reg tool_funcs[] = {
   { "consumers", t_consumers }, { "state", t_state }, { "quarantined", t_quarantined },
-  { "json", t_json }, { "encode", t_encode }, { "time", t_time }, { NULL, NULL }
+  { "time", t_time }, { NULL, NULL }
 };
 
 static int traceback(lua_State *L) {

@@ -1,10 +1,14 @@
 --- The commands `eddy saga list`, `eddy saga show`, `eddy flows` and
--- `eddy catalog ...`, run
--- by the binary (runtime/cli_saga.c) with `tool`: functions reading the
--- store (consumers, state, quarantined, json, encode, time).  Each
--- prints and returns the exit status; a failure raises its one-line
+-- `eddy catalog ...`, run by the binary (runtime/cli_saga.c) with `tool`:
+-- functions reading the store (consumers, state, quarantined, time).
+-- Each prints and returns the exit status; a failure raises its one-line
 -- message.
+local core = require "eddy.core"
+
 local M = {}
+
+-- JSON text of v; raises when v cannot be JSON.
+local function encode(v) return assert(core.json_encode(v)) end
 
 local STATUSES = { "running", "completed", "compensating", "compensated", "failed" }
 
@@ -29,7 +33,7 @@ local function instances(tool, only)
           end
         end
         for _, r in ipairs(rows) do
-          local inst = tool.json(r.value)
+          local inst = core.json_decode(r.value)
           if type(inst) == "table" and inst.id then
             inst.saga = inst.saga or consumer
             local q = bad[inst.id]
@@ -74,7 +78,7 @@ function M.saga_list(tool, opts)
   for _, inst in ipairs(list) do
     if not opts.status or inst.status == opts.status then
       if opts.json then
-        out(tool.encode(inst), "\n")
+        out(encode(inst), "\n")
       else
         row("%-36s  %-16s  %-12s  %-18s  %-24s  %s", inst.id, inst.saga, inst.status,
             step_name(inst), tool.time(inst.started_at or 0), inst.failure or inst.reason or "")
@@ -92,7 +96,7 @@ function M.saga_show(tool, opts)
   end
   if not found then error("no saga instance '" .. id .. "'", 0) end
   if opts.json then
-    out(tool.encode(found), "\n")
+    out(encode(found), "\n")
     return 0
   end
   local i = found
@@ -101,7 +105,7 @@ function M.saga_show(tool, opts)
                     or "", step_name(i)))
   out(string.format("started:  %s\nupdated:  %s\ndata:     %s\nhistory:\n",
                     tool.time(i.started_at or 0), tool.time(i.updated_at or 0),
-                    tool.encode(i.data or {})))
+                    encode(i.data or {})))
   -- The step column fits the longest step name.
   local width = 12
   for _, e in ipairs(i.history or {}) do
