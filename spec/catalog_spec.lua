@@ -682,6 +682,29 @@ describe("eddy catalog check", function()
                         "(this eddy reads 1)\n" }, r)
   end)
 
+  it("loads each app's own modules: events declared in a module the handlers require", function()
+    local function app_dir(total_type)
+      return {
+        ["eddy.lua"] = 'return { handlers = { "handlers/" } }\n',
+        ["shared_events.lua"] = 'local eddy = require "eddy"\n' ..
+          'return { placed = eddy.event { type = "OrderPlaced", schema = { type = "object", ' ..
+          'properties = { total = { type = "' .. total_type .. '" } } } } }\n',
+        ["handlers/h.lua"] = 'local eddy = require "eddy"\nlocal ev = require "shared_events"\n' ..
+          'return eddy.consumer { name = "h", topics = "orders", handle = function() end }\n',
+      }
+    end
+    local files = {}
+    for k, v in pairs(app_dir("number")) do files["old/" .. k] = v end
+    for k, v in pairs(app_dir("string")) do files["new/" .. k] = v end
+    local dir = tree(files)
+    -- Run from elsewhere: the modules are found beside each app.
+    local r = H.run({ "catalog", "check", dir .. "/old/eddy.lua", dir .. "/new/eddy.lua" },
+                    { cwd = "/" })
+    assert.same({ 1, "incompatible: OrderPlaced v1: version 1 reused with a different schema: " ..
+                     "field 'total' changed type from number to string" },
+                { r.code, H.lines(r.out)[1] })
+  end)
+
   it("fails with one line on a missing file or a directory", function()
     local dir = tree { ["new.lua"] = app_file(decls({ order_v1() })), ["audit.lua"] = AUDIT }
     local r = H.run({ "catalog", "check", "missing.lua", "new.lua" }, { cwd = dir })

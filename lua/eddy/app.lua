@@ -586,6 +586,8 @@ local function check_app(path, t, opts)
   return app
 end
 
+local load_app   -- below: the body of load
+
 --- Loads an app file and every handler file it names.
 --
 -- Relative paths in the app (data, handlers) are taken from the app
@@ -616,7 +618,24 @@ function M.load(path, opts)
   if opts.data ~= nil and type(opts.data) ~= "string" then
     error("load: opts.data must be a string, got " .. type(opts.data), 2)
   end
+  -- Handlers may require modules kept beside the app, as they do in the
+  -- workers (runtime/lctx.c); what they load is forgotten after, so that
+  -- loading another app in this state runs its own modules.
+  local saved_path, before = package.path, {}
+  for name in pairs(package.loaded) do before[name] = true end
+  local dir = dirname(path)
+  package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. package.path
+  local r = table.pack(pcall(load_app, path, opts))
+  package.path = saved_path
+  for name in pairs(package.loaded) do
+    if not before[name] then package.loaded[name] = nil end
+  end
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
+end
 
+-- The body of `load`, its arguments checked.
+function load_app(path, opts)
   catalog.reset()
   local text, why = read_file(path)
   if not text then return nil, "cannot open app '" .. path .. "': " .. why end
