@@ -185,8 +185,13 @@ describe("eddy", function()
         { "a differently cased option", def { Topics = "t" },
           "consumer 'x': unknown option 'Topics' (did you mean 'topics'?)" },
         { "an unknown option far from any", def { colour = "red" },
-          "consumer 'x': unknown option 'colour' (known: dedupe, dlq, from, handle," ..
-          " limits, name, retry, topics)" },
+          "consumer 'x': unknown option 'colour' (known: consumes, dedupe, dlq, emits, from," ..
+          " handle, limits, name, retry, topics)" },
+        { "emits that is not a list of types", def { topics = "t", emits = { "A", 3 } },
+          "consumer 'x': 'emits' item 2 must be a non-empty string, got 3" },
+        { "an empty consumes", def { topics = "t", consumes = {} },
+          "consumer 'x': 'consumes' must be an event type or a non-empty list of them, got an " ..
+          "empty table" },
         { "a positional item", def { "orders" },
           "consumer 'x': unexpected item [1] (options are given as name = value)" },
         { "missing topics", { name = "x", handle = print },

@@ -332,3 +332,34 @@ describe("eddy.catalog.emit", function()
     catalog.install("return {}")
   end)
 end)
+
+describe("a consumer's consumes and emits", function()
+  it("name it in the catalog's docs and the flow, and refuse an emit of another type", function()
+    local app = make_app([[
+local eddy = require "eddy"
+return eddy.consumer { name = "counter", topics = { "orders" }, retry = { attempts = 1 },
+  consumes = "OrderPlaced", emits = { "OrderCounted" },
+  handle = function(msg, ctx)
+    local o = msg:json()
+    ctx:emit("counted", { type = o.id == 2 and "Surprise" or "OrderCounted",
+                          value = { id = o.id, n = 1 } })
+  end }
+]])
+    local r = H.run({ "catalog", "docs", app.file })
+    assert.equal(0, r.code, r.err)
+    local rows = {}
+    for line in r.out:gmatch("| %[Order[^\n]*") do rows[#rows + 1] = line end
+    assert.same({ "| [OrderCounted](#ordercounted) | 1 |  | consumer counter |  |  |",
+                  "| [OrderPlaced](#orderplaced) | 1 (deprecated), 2 | orders |  | " ..
+                  "consumer counter |  |" }, rows)
+    assert.truthy(r.out:find("consumer_counter -->  type_OrderCounted", 1, true) or
+                  r.out:find("consumer_counter --> type_OrderCounted", 1, true), r.out)
+    produce(app, { '{"id":1,"total":1}', '{"id":2,"total":1}' }, "--type", "OrderPlaced")
+    drain(app)
+    local q = quarantined(app)
+    assert.same({ { value = '{"id":2,"total":1}', reason = "error", attempts = 1,
+                    error = app.dir .. "/handlers/h.lua:6: consumer 'counter' emits type " ..
+                            "'Surprise', which it does not declare (emits)" } }, q)
+    assert.same({ { '{"id":1,"n":1}', "1" } }, messages(app, "counted"))
+  end)
+end)

@@ -227,7 +227,7 @@ local DEFAULT_MEMORY = 64 * MIB
 local MIN_INSTRUCTIONS = 1000
 
 local CONSUMER_OPTIONS = { "name", "topics", "handle", "dedupe", "retry",
-                           "dlq", "from", "limits" }
+                           "dlq", "from", "limits", "consumes", "emits" }
 local RETRY_OPTIONS = { "attempts", "backoff", "max_backoff" }
 local LIMITS_OPTIONS = { "instructions", "memory" }
 
@@ -547,7 +547,49 @@ local function normalize(def)
   c.from = from
 
   c.limits = check_limits(p, def.limits)
+
+  -- The event types it reads and emits, for the catalog and eddy flows;
+  -- emitting a type not in emits is refused.
+  for _, k in ipairs({ "consumes", "emits" }) do
+    local v = def[k]
+    if type(v) == "string" then v = { v } end
+    if v ~= nil then
+      if type(v) ~= "table" or #v == 0 then
+        fail(p .. "'" .. k .. "' must be an event type or a non-empty list of them, got " ..
+             (type(v) == "table" and "an empty table" or got(def[k])))
+      end
+      for i, t in ipairs(v) do
+        if type(t) ~= "string" or t == "" then
+          fail(p .. "'" .. k .. "' item " .. i .. " must be a non-empty string, got " .. got(t))
+        end
+      end
+      c[k] = table.move(v, 1, #v, 1, {})
+    end
+  end
+  if c.emits then
+    local allowed, handle, who = {}, c.handle, "consumer '" .. name .. "'"
+    for _, t in ipairs(c.emits) do allowed[t] = true end
+    c.handle = function(msg, ctx) return handle(msg, M._guarded(ctx, allowed, who)) end
+  end
   return setmetatable(c, M.Consumer)
+end
+
+--- Internal: a ctx whose emit refuses event types not in `allowed` (a
+-- set), and records what was emitted in `out` when given (rules, sagas,
+-- consumers with `emits`).
+-- @local
+function M._guarded(ctx, allowed, who, out)
+  local proxy = setmetatable({}, { __index = ctx })
+  function proxy.emit(_, topic, m)
+    local t = type(m) == "table" and m.type or nil
+    if allowed and t and not allowed[t] then
+      error(string.format("%s emits type '%s', which it does not declare (emits)", who, t), 2)
+    end
+    local id = ctx:emit(topic, m)
+    if out and t then out[#out + 1] = { type = t, id = id, topic = topic } end
+    return id
+  end
+  return proxy
 end
 
 --- Defines a consumer: a named handler of the messages of some topics.
@@ -580,9 +622,14 @@ end
 -- @tparam[opt] table def.limits `{ instructions = 50000000, memory =
 --   "64MiB" }`: the instruction budget of one handler call (>= 1000) and
 --   the memory cap of a Lua state (a size or bytes, >= 1 MiB)
+-- @tparam[opt] string|{string,...} def.consumes the event types it reads,
+--   for `eddy catalog docs` and `eddy flows` (it still gets every message)
+-- @tparam[opt] string|{string,...} def.emits the event types it emits;
+--   `ctx:emit` of another type raises
 -- @treturn table `{ name =, topics = {...}, handle =, dedupe =, retry =
 --   { attempts =, backoff_ms =, max_backoff_ms = }, dlq =, from =, limits =
---   { instructions =, memory = } }` (dedupe and dlq may be nil)
+--   { instructions =, memory = }, consumes =, emits = }` (dedupe, dlq, consumes
+--   and emits may be nil)
 -- @raise on any mistake in def, e.g. `"consumer 'x': 'handle' is missing
 --   (a function(msg, ctx))"`, at the caller's position
 function M.consumer(def)

@@ -56,21 +56,7 @@ local function set_of(list)
   return s
 end
 
--- A ctx whose emit refuses event types not declared in `allowed` (a set),
--- and records what was emitted in `out` when given.
-local function guarded(ctx, allowed, who, out)
-  local proxy = setmetatable({}, { __index = ctx })
-  function proxy.emit(_, topic, m)
-    local t = type(m) == "table" and m.type or nil
-    if allowed and t and not allowed[t] then
-      error(string.format("%s emits type '%s', which it does not declare (emits)", who, t), 2)
-    end
-    local id = ctx:emit(topic, m)
-    if out and t then out[#out + 1] = { type = t, id = id, topic = topic } end
-    return id
-  end
-  return proxy
-end
+local guarded = eddy._guarded
 
 -- Options passed through to the consumer underneath.
 local PASS = { "retry", "dedupe", "dlq", "from", "limits" }

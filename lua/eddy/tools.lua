@@ -170,6 +170,8 @@ local function graph(app)
       end
     else
       for _, t in ipairs(topics) do edge("topic:" .. t, h) end
+      for _, t in ipairs(c.consumes or {}) do consume(t, h, via) end
+      for _, t in ipairs(c.emits or {}) do produce(h, t) end
     end
   end
   return g
