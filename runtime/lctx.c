@@ -160,10 +160,12 @@ static int ctx_emit(lua_State *L) {
   /* A declared type: the value must match its schema, and the event
    * carries its version (eddy.catalog.emit raises the refusal). */
   char version[24] = "";
-  int base = lua_gettop(L);
-  if (lua_getfield(L, spec, "type") == LUA_TSTRING &&
+  int type_idx = lua_gettop(L) + 1;   /* spec.type, kept for the header */
+  int tt = lua_getfield(L, spec, "type");
+  if (tt != LUA_TSTRING && tt != LUA_TNIL) return luaL_error(L, "ctx:emit: type must be a string");
+  if (tt == LUA_TSTRING &&
       lua_getfield(L, LUA_REGISTRYINDEX, CATALOG_EMIT) == LUA_TFUNCTION) {
-    lua_pushvalue(L, base + 1);
+    lua_pushvalue(L, type_idx);
     lua_getfield(L, spec, "version");
     lua_getfield(L, spec, "value");
     if (lua_pcall(L, 3, 2, 0) != LUA_OK) {
@@ -183,14 +185,12 @@ static int ctx_emit(lua_State *L) {
       eddy_logx("WARN", &f, "%s", lua_tostring(L, -1));
     }
   }
-  lua_settop(L, base);
+  lua_settop(L, type_idx);
   size_t kl = 0, vl = 0;
   const char *key = NULL, *value = NULL;
   int t = lua_getfield(L, spec, "key");
   if (t == LUA_TSTRING || t == LUA_TNUMBER) key = lua_tolstring(L, -1, &kl);
   else if (t != LUA_TNIL) return luaL_error(L, "ctx:emit: key must be a string, got %s", lua_typename(L, t));
-  int key_idx = lua_gettop(L);
-  (void)key_idx;
   t = lua_getfield(L, spec, "value");
   if (t == LUA_TTABLE) {
     eddy_buf *b = eddy_worker_json_buf(w);
@@ -212,14 +212,11 @@ static int ctx_emit(lua_State *L) {
   t = lua_getfield(L, spec, "headers");
   if (t == LUA_TTABLE) nh = read_headers(L, lua_gettop(L), h, 64);
   else if (t != LUA_TNIL) return luaL_error(L, "ctx:emit: headers must be a table");
-  t = lua_getfield(L, spec, "type");
-  if (t == LUA_TSTRING) {
+  if (tt == LUA_TSTRING) {
     h[nh].name = "eddy-type";
     h[nh].name_len = 9;
-    h[nh].value = lua_tolstring(L, -1, &h[nh].value_len);
+    h[nh].value = lua_tolstring(L, type_idx, &h[nh].value_len);
     nh++;
-  } else if (t != LUA_TNIL) {
-    return luaL_error(L, "ctx:emit: type must be a string");
   }
   if (version[0]) {
     h[nh].name = "eddy-version";

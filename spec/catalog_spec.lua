@@ -72,12 +72,7 @@ local function decls(list)
 end
 
 --- A deep copy of a plain table.
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local t = {}
-  for k, x in pairs(v) do t[k] = copy(x) end
-  return t
-end
+local copy = catalog._copy
 
 --- OrderPlaced v1, the declaration the changes below start from.
 local function order_v1()

@@ -306,7 +306,9 @@ end
 ---------------------------------------------------------------------------
 -- A catalog: { [type] = { versions = { [n] = decl }, latest = n } }
 
---- The catalog of a list of declarations.
+--- The catalog of a list of declarations: type -> `{ versions = { [n] =
+-- decl }, latest = n, sla = }`, where sla is the newest version's that
+-- has one (a version without one takes it).
 function M.build(list)
   local cat = {}
   for _, d in ipairs(list) do
@@ -314,6 +316,11 @@ function M.build(list)
     if not t then t = { versions = {}, latest = 0 }; cat[d.type] = t end
     t.versions[d.version] = d
     if d.version > t.latest then t.latest = d.version end
+  end
+  for _, t in pairs(cat) do
+    for v = t.latest, 1, -1 do
+      if t.sla == nil and t.versions[v] then t.sla = t.versions[v].sla end
+    end
   end
   return cat
 end
@@ -592,8 +599,7 @@ function M.consume(consumer, ty, version, msg)
   local set = handles[consumer]
   if set and not set[ty] then return nil end
   local d = declaration(t, version)
-  local sla = d.sla
-  for v = t.latest, 1, -1 do sla = sla or (t.versions[v] and t.versions[v].sla) end
+  local sla = d.sla or t.sla
   if not d.schema then return nil, sla and sla.max_lag_ms end
   local v, why = json_of(msg)
   if why then return string.format("%s v%d does not match its schema: %s", ty, d.version, why) end

@@ -96,15 +96,7 @@ function M.read(path)
   return { source = path, events = events, app = app, graph = g }
 end
 
-local function by_type(events)
-  local t = {}
-  for _, e in ipairs(events) do
-    t[e.type] = t[e.type] or { versions = {}, latest = 0 }
-    t[e.type].versions[e.version] = e
-    if e.version > t[e.type].latest then t[e.type].latest = e.version end
-  end
-  return t
-end
+local by_type = catalog.build
 
 ---------------------------------------------------------------------------
 -- Comparing schemas
@@ -181,11 +173,7 @@ local function same_set(a, b)
   return true
 end
 
-local function set_of(list)
-  local s = {}
-  for _, v in ipairs(list or {}) do s[v] = true end
-  return s
-end
+local set_of = require("eddy")._set_of
 
 local function fname(path, name)
   if path == "" then return name end
@@ -498,14 +486,6 @@ local function list_text(l)
   return table.concat(l, ", ")
 end
 
--- A type's SLA: its newest version's, else the newest one declared.
-local function type_sla(t)
-  for v = t.latest, 1, -1 do
-    if t.versions[v] and t.versions[v].sla then return t.versions[v].sla end
-  end
-  return nil
-end
-
 function M.docs(opts)
   local c = M.read(opts[1] or "eddy.lua")
   local types = by_type(c.events)
@@ -531,7 +511,7 @@ function M.docs(opts)
                          table.concat(vs, ", "), md(latest.owner or ""),
                          md(table.concat(latest.producers or {}, ", ")),
                          md(table.concat(latest.consumers or {}, ", ")),
-                         type_sla(t) and "max lag " .. duration(type_sla(t).max_lag_ms) or ""))
+                         t.sla and "max lag " .. duration(t.sla.max_lag_ms) or ""))
     end
   end
   for _, ty in ipairs(sorted_keys(types)) do
@@ -544,7 +524,7 @@ function M.docs(opts)
     line("- Owner: " .. (latest.owner or "not declared"))
     line("- Producers: " .. list_text(latest.producers or {}))
     line("- Consumers: " .. list_text(latest.consumers or {}))
-    local sla = type_sla(t)
+    local sla = t.sla
     line("- SLA: " .. (sla and "handled within " .. duration(sla.max_lag_ms) ..
                        " of being produced (max_lag)" or "none"))
     for _, v in ipairs(sorted_keys(t.versions)) do

@@ -567,11 +567,18 @@ local function normalize(def)
     end
   end
   if c.emits then
-    local allowed, handle, who = {}, c.handle, "consumer '" .. name .. "'"
-    for _, t in ipairs(c.emits) do allowed[t] = true end
+    local allowed, handle, who = M._set_of(c.emits), c.handle, "consumer '" .. name .. "'"
     c.handle = function(msg, ctx) return handle(msg, M._guarded(ctx, allowed, who)) end
   end
   return setmetatable(c, M.Consumer)
+end
+
+--- Internal: the set of the values of list (nil: an empty set).
+-- @local
+function M._set_of(list)
+  local s = {}
+  for _, v in ipairs(list or {}) do s[v] = true end
+  return s
 end
 
 --- Internal: a ctx whose emit refuses event types not in `allowed` (a

@@ -50,11 +50,7 @@ local function check_keys(p, what, t, known)
   if problem then fail(problem) end
 end
 
-local function set_of(list)
-  local s = {}
-  for _, v in ipairs(list or {}) do s[v] = true end
-  return s
-end
+local set_of = eddy._set_of
 
 local guarded = eddy._guarded
 
