@@ -23,7 +23,7 @@ else
   echo "the Kafka broker did not start: the Kafka specs will fail"
   trap 'rm -f "$log" "$kafka_log"' EXIT
 fi
-EDDY_TEST_BROKER=${EDDY_TEST_BROKER:-kafka://127.0.0.1:9092}
+EDDY_TEST_BROKER=${EDDY_TEST_BROKER:-kafka://127.0.0.1:${EDDY_KAFKA_PORT:-9092}}
 export EDDY_TEST_BROKER
 
 if [ -n "$EDDY_ASAN" ]; then

@@ -3,16 +3,19 @@
 # combined broker and controller) on 127.0.0.1:9092 for eddy's Kafka specs
 # and make bench-kafka.  The jars come from Maven Central (tools/kafka/
 # pom.xml) into .cache/kafka/libs, once; each `up` starts from an empty log,
-# `restart` keeps it.
+# `restart` keeps it.  EDDY_KAFKA_PORT moves the broker (the controller
+# listens on the port after it), so that two checkouts can test at once;
+# EDDY_KAFKA_LIBS points at jars fetched elsewhere.
 set -e
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE="$ROOT/tools/kafka"
 CACHE=${EDDY_KAFKA_CACHE:-$ROOT/.cache/kafka}
-LIBS="$CACHE/libs"
+LIBS=${EDDY_KAFKA_LIBS:-$CACHE/libs}
 RUN="$CACHE/run"
 PIDFILE="$RUN/broker.pid"
 LOG="$RUN/broker.log"
-BOOTSTRAP=127.0.0.1:9092
+PORT=${EDDY_KAFKA_PORT:-9092}
+BOOTSTRAP=127.0.0.1:$PORT
 
 fetch() {
   stamp=$(cksum < "$HERE/pom.xml" | cut -d' ' -f1)
@@ -71,7 +74,8 @@ up() {
   fetch
   rm -rf "$RUN"
   mkdir -p "$RUN/data"
-  cp "$HERE/server.properties" "$RUN/server.properties"
+  sed -e "s/:9092/:$PORT/g" -e "s/:9093/:$((PORT + 1))/g" \
+    "$HERE/server.properties" > "$RUN/server.properties"
   echo "log.dirs=$RUN/data" >> "$RUN/server.properties"
   id=$(jrun kafka.tools.StorageTool random-uuid)
   jrun kafka.tools.StorageTool format -t "$id" -c "$RUN/server.properties" > "$RUN/format.log" 2>&1 \
