@@ -39,7 +39,7 @@ MOD_LIBS = -luv -lrdkafka -lsqlite3 -lpthread
 CORE   = errors store log headers partitioner uuid buf units state outbox kafka \
          quarantine retry
 # Lua bindings.
-LBIND  = leddy llog ljson lschema
+LBIND  = leddy llog ljson lschema lpattern
 # The consumer runtime (needs Lua and libuv; only in the binary).
 RUNTIME = runner worker sandbox lctx lmsg app reload control ksource krelay metrics admin
 CLI    = cli cli_topic cli_produce cli_tail cli_run cli_dlq cli_state cli_reload cli_saga \
@@ -83,9 +83,10 @@ $(BUILD)/eddy: $(OBJ)/main.o $(CLI_OBJS) $(RUNTIME_OBJS) $(LBIND_OBJS) $(CORE_OB
 $(BUILD)/lib/eddy/core.so: $(LBIND_OBJS) $(CORE_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared $^ -o $@ $(MOD_LIBS)
 
-$(BUILD)/test-runner: $(TEST_SRCS) $(wildcard test/*.h) $(CORE_OBJS) $(OBJ)/ljson.o
+$(BUILD)/test-runner: $(TEST_SRCS) $(wildcard test/*.h) $(CORE_OBJS) $(OBJ)/ljson.o \
+  $(OBJ)/lpattern.o
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) -Itest $(TEST_SRCS) $(CORE_OBJS) \
-	  $(OBJ)/ljson.o -o $@ $(LDFLAGS) $(MOD_LIBS) -llua5.4 -lm
+	  $(OBJ)/ljson.o $(OBJ)/lpattern.o -o $@ $(LDFLAGS) $(MOD_LIBS) -llua5.4 -lm
 
 # A librdkafka mock cluster driven from stdin, for spec/kafka_mock_spec.lua.
 $(BUILD)/kmock: test/kmock.c | $(OBJ)

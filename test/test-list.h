@@ -52,6 +52,11 @@
   X(ljson_strings)                                                          \
   X(ljson_containers)                                                       \
   X(ljson_depth_limited)                                                    \
-  X(ljson_encode_refuses)
+  X(ljson_encode_refuses)                                                   \
+  /* test-lpattern.c */                                                     \
+  X(lpattern_same_as_lua)                                                   \
+  X(lpattern_fixed_cases)                                                   \
+  X(lpattern_counts_backtracking)                                           \
+  X(lpattern_plain_find_is_linear)
 
 #endif
