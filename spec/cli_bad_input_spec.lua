@@ -270,7 +270,8 @@ describe("eddy on a bad data directory", function()
     for i = 1, 4096 do garbage[i] = string.char((i * 7919 + 13) % 256) end
     garbage = "garbage, not SQLite\0" .. table.concat(garbage)
     H.write(dir .. "/eddy.db", garbage)
-    local msg = "'" .. dir .. "/eddy.db' is not an eddy store (file is not a database)"
+    local msg = "'" .. dir .. "/eddy.db' is not a database (it lacks SQLite's header): " ..
+                "restore the store from a backup, or move the file away"
     fails(1, "eddy topic list: " .. msg, { "--data", dir, "topic", "list" })
     fails(1, "eddy topic create: " .. msg, { "--data", dir, "topic", "create", "t" })
     fails(1, "eddy produce: " .. msg, { "--data", dir, "produce", "t", "x" })

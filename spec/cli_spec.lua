@@ -2,6 +2,7 @@
 -- value.  Bad input is in cli_bad_input_spec.lua, several processes at once
 -- in concurrency_spec.lua.
 local cjson = require "cjson"
+local core = require "eddy.core"
 local H = require "helpers"
 
 --- Runs fn when the test ends (as many as needed; see H.defer).
@@ -105,8 +106,7 @@ describe("eddy topic list", function()
 
   it("prints only the header (and no JSON line) for a store without topics", function()
     local dir = datadir()
-    -- An empty eddy.db is a new store: eddy writes its schema on first use.
-    H.write(dir .. "/eddy.db", "")
+    assert(core.open { data = dir }):close()
     assert.equal("TOPIC                    PARTITIONS   MESSAGES  RETENTION HIGH-WATERMARKS\n",
                  ok(dir, "topic", "list"))
     assert.equal("", ok(dir, "topic", "list", "--json"))
