@@ -10,9 +10,12 @@
 #include "sandbox.h"
 #include "state.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -119,9 +122,34 @@ static int t_time(lua_State *L) {
   return 1;
 }
 
+/* tool.write_file(path, text) -> true, or nil and why.  Writes text to
+ * path, which is created for its owner only (0600, whatever the umask)
+ * when it does not exist; an existing file keeps its mode. */
+static int t_write_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t n;
+  const char *text = luaL_checklstring(L, 2, &n);
+  int fd = eddy_private_open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+  int e = 0;
+  if (fd < 0) e = errno;
+  for (size_t done = 0; fd >= 0 && !e && done < n;) {
+    ssize_t w = write(fd, text + done, n - done);
+    if (w < 0 && errno != EINTR) e = errno;
+    else if (w > 0) done += (size_t)w;
+  }
+  if (fd >= 0 && close(fd) != 0 && !e) e = errno;
+  if (e) {
+    luaL_pushfail(L);
+    lua_pushstring(L, strerror(e));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static const luaL_Reg tool_funcs[] = {
   { "consumers", t_consumers }, { "state", t_state }, { "quarantined", t_quarantined },
-  { "time", t_time }, { NULL, NULL }
+  { "time", t_time }, { "write_file", t_write_file }, { NULL, NULL }
 };
 
 static int traceback(lua_State *L) {
