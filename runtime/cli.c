@@ -153,7 +153,7 @@ const char *eddy_cli_data_dir(const eddy_cli_args *a) {
 
 eddy_store *eddy_cli_open(const eddy_cli_args *a, int create) {
   const char *dir = eddy_cli_data_dir(a);
-  eddy_store_options o = { create, 0 };
+  eddy_store_options o = { create == 1, 0 };
   int64_t t;
   if (eddy_cli_value(a, "lock-timeout")) {
     /* Checked by eddy_cli_main already: a bad value is a usage error. */
@@ -162,7 +162,9 @@ eddy_store *eddy_cli_open(const eddy_cli_args *a, int create) {
   }
   char err[512];
   eddy_store *s;
-  if (eddy_store_open(dir, &o, &s, err, sizeof err) != 0) {
+  int rc = create == EDDY_CLI_READ ? eddy_store_open_read(dir, &o, &s, err, sizeof err)
+                                   : eddy_store_open(dir, &o, &s, err, sizeof err);
+  if (rc != 0) {
     eddy_cli_fail(a, "%s", err);
     return NULL;
   }

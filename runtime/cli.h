@@ -85,8 +85,12 @@ int eddy_cli_kafka_or(const eddy_cli_args *a, const char *fallback, struct eddy_
 /* The data directory: --data, else $EDDY_DATA, else ./data. */
 const char *eddy_cli_data_dir(const eddy_cli_args *a);
 
-/* Opens the store named by --data (default $EDDY_DATA, else ./data).
- * Prints the error and returns NULL on failure. */
+/* Opens the store named by --data (default $EDDY_DATA, else ./data):
+ * create 1 makes it when missing, 0 opens an existing one, and
+ * EDDY_CLI_READ opens an existing one for a command that only reads, which
+ * works in a directory it cannot write (eddy_store_open_read).  Prints the
+ * error and returns NULL on failure. */
+#define EDDY_CLI_READ 2
 eddy_store *eddy_cli_open(const eddy_cli_args *a, int create);
 
 /* Parses an integer option value; on a malformed value prints a usage error

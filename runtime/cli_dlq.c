@@ -103,16 +103,26 @@ static int list_one(void *ud, const eddy_dlq_entry *e) {
   return 0;
 }
 
+/* Reads an entry without printing it: the listing's first pass. */
+static int check_one(void *ud, const eddy_dlq_entry *e) {
+  (void)ud;
+  (void)e;
+  return 0;
+}
+
 static int run_list(const eddy_cli_args *a) {
-  eddy_store *s = eddy_cli_open(a, 0);
+  eddy_store *s = eddy_cli_open(a, EDDY_CLI_READ);
   if (!s) return EDDY_EXIT_FAIL;
   struct list_ctx c = { eddy_cli_flag(a, "json"), EDDY_BUF_INIT, 0 };
-  if (!c.json)
+  const char *consumer = eddy_cli_value(a, "consumer");
+  int which = eddy_cli_flag(a, "all") ? EDDY_DLQ_ALL : EDDY_DLQ_PENDING;
+  /* Read through once before printing, so that a store that fails
+   * part-way (damaged) prints its error alone, not half a listing. */
+  int rc = eddy_dlq_foreach(s, consumer, which, check_one, NULL);
+  if (rc == 0 && !c.json)
     printf("%-6s %-20s %-36s %-24s %8s  %-24s %s\n", "SEQ", "CONSUMER", "ID", "FROM",
            "ATTEMPTS", "QUARANTINED", "ERROR");
-  int rc = eddy_dlq_foreach(s, eddy_cli_value(a, "consumer"),
-                            eddy_cli_flag(a, "all") ? EDDY_DLQ_ALL : EDDY_DLQ_PENDING,
-                            list_one, &c);
+  if (rc == 0) rc = eddy_dlq_foreach(s, consumer, which, list_one, &c);
   eddy_buf_free(&c.b);
   if (rc) rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(s));
   eddy_store_close(s);
@@ -169,7 +179,7 @@ static int show_one(void *ud, const eddy_dlq_entry *e) {
 }
 
 static int run_show(const eddy_cli_args *a) {
-  eddy_store *s = eddy_cli_open(a, 0);
+  eddy_store *s = eddy_cli_open(a, EDDY_CLI_READ);
   if (!s) return EDDY_EXIT_FAIL;
   struct list_ctx c = { eddy_cli_flag(a, "json"), EDDY_BUF_INIT, 0 };
   int rc = eddy_dlq_find(s, a->pos[0], eddy_cli_value(a, "consumer"), show_one, &c);

@@ -205,7 +205,7 @@ int eddy_cli_run_tool(const eddy_cli_args *a, const char *fn, eddy_store *s,
 }
 
 static int with_store(const eddy_cli_args *a, const char *fn, const char *const *opts) {
-  eddy_store *s = eddy_cli_open(a, 0);
+  eddy_store *s = eddy_cli_open(a, EDDY_CLI_READ);
   if (!s) return EDDY_EXIT_FAIL;
   int rc = eddy_cli_run_tool(a, fn, s, opts);
   eddy_store_close(s);

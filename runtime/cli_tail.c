@@ -167,6 +167,26 @@ static int offsets(struct tail *t, int p, int64_t *start, int64_t *end) {
               : eddy_log_offsets(t->s, t->topic, p, start, end);
 }
 
+static int skip(void *ud, const eddy_message *m) {
+  *(int64_t *)ud = m->offset + 1;
+  return 0;
+}
+
+/* Reads partitions [first, last] from their first message without
+ * printing anything, so that a store that fails part-way (damaged) fails
+ * before the first line, not half-way through the listing. */
+static int read_through(struct tail *t) {
+  for (int p = t->first; p <= t->last; p++) {
+    int64_t next = 0, before;
+    do {
+      before = next;
+      int got = fetch(t, p, next, CHUNK, skip, &next);
+      if (got < 0) return got;
+    } while (next != before);
+  }
+  return 0;
+}
+
 static int collect(void *ud, const eddy_message *m) {
   struct tail *t = ud;
   owned_msg *o = own(m);
@@ -317,7 +337,7 @@ static int run_tail(const eddy_cli_args *a) {
   if (t.k) {
     if ((rc = eddy_kafka_topic_partitions(t.k, t.topic, &t.np)) != 0) goto done;
   } else {
-    t.s = eddy_cli_open(a, 0);
+    t.s = eddy_cli_open(a, EDDY_CLI_READ);
     if (!t.s) return EDDY_EXIT_FAIL;
     eddy_topic_info info;
     if ((rc = eddy_topic_get(t.s, t.topic, &info)) != 0) goto done;
@@ -341,7 +361,8 @@ static int run_tail(const eddy_cli_args *a) {
     if (!t.buf[p]) { rc = EDDY_ENOMEM; goto done; }
   }
   if (from_start) {
-    rc = drain(&t);
+    if (!t.k) rc = read_through(&t);
+    if (rc == 0) rc = drain(&t);
   } else if (follow) {
     for (int p = t.first; p <= t.last && rc == 0; p++) {
       int64_t start;
@@ -356,6 +377,13 @@ static int run_tail(const eddy_cli_args *a) {
     while (rc == 0 && !eddy_cli_stop && (t.limit < 0 || t.printed < t.limit)) {
       struct timespec ts = { 0, FOLLOW_POLL_MS * 1000000L };
       nanosleep(&ts, NULL);
+      if (t.s && eddy_store_stale(t.s)) {
+        /* A read-only store no process had open, and now one writes it:
+         * read it as that process's readers do, to see what it writes. */
+        eddy_store_close(t.s);
+        t.s = eddy_cli_open(a, EDDY_CLI_READ);
+        if (!t.s) { rc = EDDY_EXIT_FAIL; goto out; }   /* said by eddy_cli_open */
+      }
       rc = drain(&t);
       fflush(stdout);
     }
@@ -364,6 +392,7 @@ done:
   if (rc == EDDY_ENOMEM) snprintf(err, sizeof err, "out of memory");
   if (rc) rc = eddy_cli_fail(a, "%s", err[0] ? err : t.k ? eddy_kafka_errmsg(t.k)
                                                           : eddy_store_errmsg(t.s));
+out:
   for (int p = 0; t.buf && p < t.np; p++) {
     for (int i = 0; t.nbuf && i < t.nbuf[p]; i++) free(t.buf[p][i]);
     free(t.buf[p]);

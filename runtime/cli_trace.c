@@ -105,7 +105,7 @@ static void fate(eddy_store *s, const event *e, const char *group, int json, edd
 static int run_trace(const eddy_cli_args *a) {
   const char *want = a->pos[0];
   int json = eddy_cli_flag(a, "json");
-  eddy_store *s = eddy_cli_open(a, 0);
+  eddy_store *s = eddy_cli_open(a, EDDY_CLI_READ);
   if (!s) return EDDY_EXIT_FAIL;
   event *ev = NULL;
   size_t n = 0, cap = 0;
