@@ -21,7 +21,10 @@
 /* Runs the command line; returns the process exit status. */
 int eddy_cli_main(int argc, char **argv);
 
-/* One option of a command.  name is the long name without dashes. */
+/* One option of a command.  name is the long name without dashes.  An
+ * option may be given once: twice is a usage error ("option '--key' given
+ * twice"), unless its help says "(repeatable", as --header's does, so that
+ * the help always tells which options repeat. */
 typedef struct eddy_cli_opt {
   const char *name;
   char short_name;
@@ -55,7 +58,7 @@ struct eddy_cli_cmd {
 
 /* 1 when flag name was given. */
 int eddy_cli_flag(const eddy_cli_args *a, const char *name);
-/* The last value given for option name, or NULL. */
+/* The value given for option name, or NULL. */
 const char *eddy_cli_value(const eddy_cli_args *a, const char *name);
 /* The i-th value (from 0) given for a repeatable option, or NULL. */
 const char *eddy_cli_nth(const eddy_cli_args *a, const char *name, int i);

@@ -130,7 +130,7 @@ static int run_produce(const eddy_cli_args *a) {
     if (eq == h)
       return eddy_cli_usage_error(a, "header '%s' has an empty name", h);
     if (nheaders == MAX_HEADERS)
-      return eddy_cli_usage_error(a, "more than %d headers", MAX_HEADERS);
+      return eddy_cli_usage_error(a, "too many headers (max %d)", MAX_HEADERS);
     headers[nheaders].name = h;
     headers[nheaders].name_len = (size_t)(eq - h);
     headers[nheaders].value = eq + 1;
@@ -141,7 +141,7 @@ static int run_produce(const eddy_cli_args *a) {
   if (type) {
     if (!*type) return eddy_cli_usage_error(a, "--type is empty");
     if (nheaders == MAX_HEADERS)
-      return eddy_cli_usage_error(a, "more than %d headers", MAX_HEADERS);
+      return eddy_cli_usage_error(a, "too many headers (max %d)", MAX_HEADERS);
     headers[nheaders++] = (eddy_header){ "eddy-type", 9, type, strlen(type) };
   }
   const char *version = eddy_cli_value(a, "version");
@@ -150,7 +150,7 @@ static int run_produce(const eddy_cli_args *a) {
     if (!type) return eddy_cli_usage_error(a, "--version needs --type");
     if (eddy_cli_int(a, "version", 1, INT32_MAX, &v) != 0) return EDDY_EXIT_USAGE;
     if (nheaders == MAX_HEADERS)
-      return eddy_cli_usage_error(a, "more than %d headers", MAX_HEADERS);
+      return eddy_cli_usage_error(a, "too many headers (max %d)", MAX_HEADERS);
     headers[nheaders++] = (eddy_header){ "eddy-version", 12, version, strlen(version) };
   }
   int partition = -1;

@@ -53,19 +53,15 @@ static int run_create(const eddy_cli_args *a) {
   eddy_topic_config_init(&c);
   if (eddy_cli_value(a, "partitions")) {
     int64_t n;
-    if (eddy_cli_int(a, "partitions", INT32_MIN + 1, INT32_MAX, &n) != 0)
+    /* Checked before the store is opened (and created): a bad request
+     * must leave nothing behind. */
+    if (eddy_cli_int(a, "partitions", 1, EDDY_MAX_PARTITIONS, &n) != 0)
       return EDDY_EXIT_USAGE;
     c.partitions = (int)n;
   }
   int rc = read_limits(a, &c.retention_ms, &c.retention_bytes,
                        &c.max_message_bytes);
   if (rc) return rc;
-  /* Check what can be checked before the store is opened (and created):
-   * a bad request must leave nothing behind. */
-  if (c.partitions < 1 || c.partitions > EDDY_MAX_PARTITIONS)
-    return eddy_cli_usage_error(a,
-      "topic '%s': partition count must be between 1 and %d, got %d",
-      a->pos[0], EDDY_MAX_PARTITIONS, c.partitions);
   char why[256];
   if (eddy_topic_name_valid(a->pos[0], why, sizeof why) != 0)
     return eddy_cli_usage_error(a, "%s", why);
