@@ -62,18 +62,13 @@ static void json_bytes(eddy_buf *b, const char *field, const void *p, size_t n) 
   }
 }
 
-/* Writes text as a JSON string; bytes that are not UTF-8 become U+FFFD, so
- * the line stays valid JSON (used for header names only). */
-static void json_text(eddy_buf *b, const char *p, size_t n) {
-  if (eddy_utf8_valid(p, n)) { eddy_buf_json_str(b, p, n); return; }
-  eddy_buf tmp = EDDY_BUF_INIT;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)p[i];
-    if (c < 0x80) eddy_buf_add(&tmp, &p[i], 1);
-    else eddy_buf_add(&tmp, "\xef\xbf\xbd", 3);
-  }
-  eddy_buf_json_str(b, tmp.data ? tmp.data : "", tmp.len);
-  eddy_buf_free(&tmp);
+/* A header name as a JSON string: its base64 when the message's names
+ * are written so (one of them is not UTF-8), else the name itself. */
+static void json_header_name(eddy_buf *b, const char *p, size_t n, int base64) {
+  if (!base64) { eddy_buf_json_str(b, p, n); return; }
+  eddy_buf_puts(b, "\"");
+  eddy_buf_base64(b, p, n);
+  eddy_buf_puts(b, "\"");
 }
 
 /* A header value: a JSON string, or its base64 when it is not UTF-8. */
@@ -100,6 +95,13 @@ void eddy_cli_message_json(eddy_buf *b, const eddy_message *m) {
   size_t pos = 0, count = 0, start = 0;
   int binary = 0;
   eddy_header h, e;
+  /* Names are bytes too.  When one is not UTF-8, every name of the message
+   * is written in base64 (flagged by header_names_encoding): encoding only
+   * that one could make it equal to another name written as it is. */
+  int names64 = 0;
+  while (!names64 && eddy_headers_next(m->headers, m->headers_len, &pos, &h) == 1)
+    names64 = !eddy_utf8_valid(h.name, h.name_len);
+  pos = 0;
   for (; eddy_headers_next(m->headers, m->headers_len, &pos, &h) == 1; start = pos) {
     /* O(n^2) in the number of headers, which is small. */
     int earlier = 0, repeats = 0;
@@ -113,7 +115,7 @@ void eddy_cli_message_json(eddy_buf *b, const eddy_message *m) {
       if (e.name_len == h.name_len && memcmp(e.name, h.name, h.name_len) == 0)
         repeats++;
     if (count++) eddy_buf_puts(b, ",");
-    json_text(b, h.name, h.name_len);
+    json_header_name(b, h.name, h.name_len, names64);
     eddy_buf_puts(b, repeats ? ":[" : ":");
     json_header_value(b, h.value, h.value_len, &binary);
     q = pos;
@@ -125,6 +127,7 @@ void eddy_cli_message_json(eddy_buf *b, const eddy_message *m) {
     if (repeats) eddy_buf_puts(b, "]");
   }
   eddy_buf_puts(b, "}");
+  if (names64) eddy_buf_puts(b, ",\"header_names_encoding\":\"base64\"");
   if (binary) {
     /* Name the headers whose values were written as base64. */
     eddy_buf_puts(b, ",\"headers_base64\":[");
@@ -133,7 +136,7 @@ void eddy_cli_message_json(eddy_buf *b, const eddy_message *m) {
     while (eddy_headers_next(m->headers, m->headers_len, &pos, &h) == 1)
       if (!eddy_utf8_valid(h.value, h.value_len)) {
         if (k++) eddy_buf_puts(b, ",");
-        json_text(b, h.name, h.name_len);
+        json_header_name(b, h.name, h.name_len, names64);
       }
     eddy_buf_puts(b, "]");
   }
@@ -425,6 +428,7 @@ const eddy_cli_cmd eddy_cmd_tail = {
   "\"key_encoding\"/\"value_encoding\": \"base64\" beside it; headers are an\n"
   "object in their order, a repeated name holding an array of its values;\n"
   "header values that are not UTF-8 are base64, their names listed in\n"
-  "\"headers_base64\".\n",
+  "\"headers_base64\"; when a header name is not UTF-8, every name of that\n"
+  "message is base64, with \"header_names_encoding\": \"base64\".\n",
   tail_opts, 1, 1, run_tail
 };
