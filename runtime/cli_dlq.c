@@ -257,22 +257,36 @@ static int run_replay(const eddy_cli_args *a) {
   struct seqs q = { NULL, 0, 0 };
   int rc = collect(a, s, &q);
   int dry = eddy_cli_flag(a, "dry-run");
-  int bar = eddy_cli_flag(a, "all") && !dry && isatty(STDERR_FILENO) && q.n > 1;
+  int all = eddy_cli_flag(a, "all");
+  int bar = all && !dry && isatty(STDERR_FILENO) && q.n > 1;
+  size_t done = 0, skipped = 0;
   for (size_t i = 0; rc == 0 && i < q.n; i++) {
     if (dry) {
       printf("would replay %" PRId64 "\n", q.v[i]);
+      done++;
       continue;
     }
     int p;
     int64_t off;
-    rc = eddy_dlq_replay(s, k, q.v[i], &p, &off);
-    if (rc == 0 && !bar) printf("replayed %" PRId64 " to partition %d offset %" PRId64 "\n",
-                                q.v[i], p, off);
+    /* --all replays what is pending when its turn comes: another replay
+     * running at once may have taken an entry since it was listed. */
+    rc = eddy_dlq_replay(s, k, q.v[i], all, &p, &off);
+    if (rc == 1) { rc = 0; skipped++; }
+    else if (rc == 0) {
+      done++;
+      if (!bar) printf("replayed %" PRId64 " to partition %d offset %" PRId64 "\n",
+                       q.v[i], p, off);
+    }
     if (rc == 0 && bar) progress(i + 1, q.n);
   }
-  if (rc == 0) printf("%s %zu message%s%s%s\n", dry ? "would replay" : "replayed", q.n,
-                      q.n == 1 ? "" : "s", k ? " on Kafka at " : "",
-                      k ? eddy_kafka_bootstrap_servers(k) : "");
+  if (rc == 0 && skipped)
+    printf("replayed %zu message%s%s%s (%zu others were replayed or purged meanwhile by another process)\n",
+           done, done == 1 ? "" : "s", k ? " on Kafka at " : "",
+           k ? eddy_kafka_bootstrap_servers(k) : "", skipped);
+  else if (rc == 0)
+    printf("%s %zu message%s%s%s\n", dry ? "would replay" : "replayed", done,
+           done == 1 ? "" : "s", k ? " on Kafka at " : "",
+           k ? eddy_kafka_bootstrap_servers(k) : "");
   else rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(s));
   free(q.v);
   eddy_store_close(s);
@@ -295,7 +309,9 @@ const eddy_cli_cmd eddy_cmd_dlq_replay = {
   "original topic again.  It keeps the message id, so consumers that\n"
   "handled the message already drop the copy: replaying twice handles it\n"
   "once.  The data directory of an app that runs on Kafka remembers its\n"
-  "broker, and replays go there (--broker and --kafka say otherwise).\n",
+  "broker, and replays go there (--broker and --kafka say otherwise).\n"
+  "--all replays each entry that is still pending when its turn comes: two\n"
+  "replays --all at once replay every entry once between them.\n",
   replay_opts, 0, EDDY_CLI_MAX_POS, run_replay
 };
 
