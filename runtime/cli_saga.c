@@ -31,11 +31,18 @@ static eddy_store *store_of(lua_State *L) {
   return s;
 }
 
+/* Raises the store's last error as it is (luaL_error would put the Lua
+ * caller's place before it). */
+static int store_error(lua_State *L, eddy_store *s) {
+  lua_pushstring(L, eddy_store_errmsg(s));
+  return lua_error(L);
+}
+
 /* tool.consumers() -> { name, ... } in name order. */
 static int t_consumers(lua_State *L) {
   eddy_store *s = store_of(L);
   sqlite3_stmt *st = eddy_store_stmt(s, "SELECT name FROM consumers ORDER BY name");
-  if (!st) return luaL_error(L, "%s", eddy_store_errmsg(s));
+  if (!st) return store_error(L, s);
   lua_newtable(L);
   int n = 0, rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -43,7 +50,10 @@ static int t_consumers(lua_State *L) {
     lua_rawseti(L, -2, ++n);
   }
   sqlite3_reset(st);
-  if (rc != SQLITE_DONE) return luaL_error(L, "reading consumers: %s", sqlite3_errstr(rc));
+  if (rc != SQLITE_DONE) {
+    eddy_store_sqlerr(s, rc, "reading consumers");
+    return store_error(L, s);
+  }
   return 1;
 }
 
@@ -70,11 +80,10 @@ static int t_state(lua_State *L) {
   size_t plen;
   const char *prefix = luaL_optlstring(L, 2, "", &plen);
   int64_t id;
-  if (eddy_consumer_lookup(s, name, &id) != 0) return luaL_error(L, "%s", eddy_store_errmsg(s));
+  if (eddy_consumer_lookup(s, name, &id) != 0) return store_error(L, s);
   lua_newtable(L);
   struct state_ctx c = { L, prefix, plen, 0 };
-  if (eddy_state_foreach(s, id, state_one, &c) < 0)
-    return luaL_error(L, "%s", eddy_store_errmsg(s));
+  if (eddy_state_foreach(s, id, state_one, &c) < 0) return store_error(L, s);
   return 1;
 }
 
@@ -109,8 +118,7 @@ static int t_quarantined(lua_State *L) {
   eddy_store *s = store_of(L);
   const char *name = luaL_checkstring(L, 1);
   lua_newtable(L);
-  if (eddy_dlq_foreach(s, name, EDDY_DLQ_PENDING, dlq_one, L) < 0)
-    return luaL_error(L, "%s", eddy_store_errmsg(s));
+  if (eddy_dlq_foreach(s, name, EDDY_DLQ_PENDING, dlq_one, L) < 0) return store_error(L, s);
   return 1;
 }
 

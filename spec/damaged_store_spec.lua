@@ -96,6 +96,7 @@ local function commands(s)
     { "state", "list", "c" }, { "state", "get", "c", "good" }, { "dlq", "list" },
     { "dlq", "show", "1" }, { "dlq", "replay", "--all" }, { "topic", "trim" },
     { "topic", "alter", "t", "--retention", "7d" }, { "topic", "create", "u" },
+    { "saga", "list" }, { "saga", "show", "x" }, { "trace", "x" },
     { "run", s.dir .. "/all.lua", "--drain" },
   }
 end
@@ -109,7 +110,7 @@ end
 
 --- The command's name as its messages start ("eddy topic list").
 local function name(args)
-  if args[1] == "topic" or args[1] == "state" or args[1] == "dlq" then
+  if args[1] == "topic" or args[1] == "state" or args[1] == "dlq" or args[1] == "saga" then
     return "eddy " .. args[1] .. " " .. args[2]
   end
   return "eddy " .. args[1]
