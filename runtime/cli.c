@@ -134,24 +134,27 @@ int eddy_cli_kafka_or(const eddy_cli_args *a, const char *fallback, eddy_kafka *
   const char *broker = eddy_cli_value(a, "broker");
   if (!broker && fallback && *fallback) broker = fallback;
   const char *props[2 * 64 + 1];
-  int n = 0;
+  int n = 0, rc = 0;
   const char *p;
-  for (int i = 0; (p = eddy_cli_nth(a, "kafka", i)); i++) {
+  for (int i = 0; !rc && (p = eddy_cli_nth(a, "kafka", i)); i++) {
     const char *eq = strchr(p, '=');
     if (!eq || eq == p)
-      return eddy_cli_usage_error(a, "--kafka '%s' is not NAME=VALUE", p);
-    if (!broker) return eddy_cli_usage_error(a, "--kafka needs --broker");
-    if (n == 2 * 64) return eddy_cli_usage_error(a, "too many --kafka properties (max 64)");
-    props[n++] = strndup(p, (size_t)(eq - p));
-    props[n++] = eq + 1;
+      rc = eddy_cli_usage_error(a, "--kafka '%s' is not NAME=VALUE", p);
+    else if (!broker)
+      rc = eddy_cli_usage_error(a, "--kafka needs --broker");
+    else if (n == 2 * 64)
+      rc = eddy_cli_usage_error(a, "too many --kafka properties (max 64)");
+    else {
+      props[n++] = strndup(p, (size_t)(eq - p));
+      props[n++] = eq + 1;
+    }
   }
   props[n] = NULL;
-  if (!broker) return 0;
   char err[512];
-  int rc = eddy_kafka_open(broker, props, k, err, sizeof err);
+  if (!rc && broker && eddy_kafka_open(broker, props, k, err, sizeof err) != 0)
+    rc = eddy_cli_usage_error(a, "%s", err);
   for (int i = 0; i < n; i += 2) free((char *)props[i]);
-  if (rc != 0) return eddy_cli_usage_error(a, "%s", err);
-  return 0;
+  return rc;
 }
 
 const char *eddy_cli_data_dir(const eddy_cli_args *a) {
