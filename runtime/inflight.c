@@ -3,6 +3,7 @@
  * crash (see inflight.h).
  */
 #include "inflight.h"
+#include "store.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -66,8 +67,7 @@ static int64_t wall_ms(void) {
 
 static int make_dir(const char *data_dir, char *path, size_t n) {
   snprintf(path, n, "%s/inflight", data_dir);
-  if (mkdir(path, 0700) != 0 && errno != EEXIST) return -1;
-  return 0;
+  return eddy_private_mkdir(path);
 }
 
 /* Reports the slots of one file a dead process left. */
@@ -147,7 +147,7 @@ int eddy_inflight_open(const char *data_dir, int n, eddy_inflight **out, char *e
   }
   in->n = n;
   in->size = file_size(n);
-  in->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  in->fd = eddy_private_open(path, O_RDWR | O_TRUNC | O_CLOEXEC);
   if (in->fd < 0 || flock(in->fd, LOCK_EX | LOCK_NB) != 0 ||
       ftruncate(in->fd, (off_t)in->size) != 0) {
     snprintf(err, errlen, "cannot make %s: %s", path, strerror(errno));
