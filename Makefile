@@ -54,8 +54,9 @@ CLI_OBJS    = $(CLI:%=$(OBJ)/%.o)
 RUNTIME_OBJS = $(RUNTIME:%=$(OBJ)/%.o) $(OBJ)/embedded.o
 HEADERS     = $(wildcard runtime/*.h)
 # test/kmock.c is a program of its own (the Kafka mock cluster the specs
-# drive), test/crashmod.c a Lua C module that crashes on purpose.
-TEST_SRCS   = $(filter-out test/kmock.c test/crashmod.c,$(wildcard test/*.c))
+# drive), test/crashmod.c a Lua C module that crashes on purpose,
+# test/tsan_threads.c part of make test-tsan's eddy only.
+TEST_SRCS   = $(filter-out test/kmock.c test/crashmod.c test/tsan_threads.c,$(wildcard test/*.c))
 
 .PHONY: all binaries deps test test-asan test-tsan bench demo install uninstall clean lint check-rockspec \
   kafka-up kafka-down bench-kafka
@@ -79,8 +80,13 @@ $(BUILD)/gen/embedded.c: tools/embed.lua $(LUA_LIB)
 $(OBJ)/embedded.o: $(BUILD)/gen/embedded.c runtime/embedded.h | $(OBJ)
 	$(CC) $(WARN) $(CFLAGS) -fPIC $(CPPFLAGS_ALL) -c $< -o $@
 
-$(BUILD)/eddy: $(OBJ)/main.o $(CLI_OBJS) $(RUNTIME_OBJS) $(LBIND_OBJS) $(CORE_OBJS)
+# EXTRA_OBJS: objects only one build links in (test/tsan_threads.c).
+EXTRA_OBJS ?=
+$(BUILD)/eddy: $(OBJ)/main.o $(CLI_OBJS) $(RUNTIME_OBJS) $(LBIND_OBJS) $(CORE_OBJS) $(EXTRA_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Wl,-E $^ -o $@ $(MALLOC_LIB) $(LIBS)
+
+$(OBJ)/tsan_threads.o: test/tsan_threads.c | $(OBJ)
+	$(CC) $(WARN) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/lib/eddy/core.so: $(LBIND_OBJS) $(CORE_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared $^ -o $@ $(MOD_LIBS)
@@ -131,7 +137,7 @@ test-tsan: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory all BUILD=build-tsan \
 	  CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
-	  LDFLAGS="-fsanitize=thread" MALLOC_LIB=
+	  LDFLAGS="-fsanitize=thread" MALLOC_LIB= EXTRA_OBJS=build-tsan/obj/tsan_threads.o
 	@BUILD=build-tsan MODULE_BUILD=$(BUILD) LUA=$(LUA) BUSTED=$(BUSTED) EDDY_TSAN=1 \
 	  sh test/run.sh
 

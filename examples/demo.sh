@@ -5,7 +5,7 @@ BUILD=${BUILD:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 EDDY="$ROOT/$BUILD/eddy"
 export LUA_PATH_5_4="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
-export LUA_CPATH_5_4="$ROOT/$BUILD/lib/?.so;;"
+export LUA_CPATH_5_4="$ROOT/${MODULE_BUILD:-$BUILD}/lib/?.so;;"
 cd "$ROOT/examples/orders"
 rm -rf data
 

@@ -9,7 +9,9 @@ describe("examples/demo.sh", function()
   it("runs the orders app: counts, one event per order, the bad value quarantined, each "
      .. "checkout's end and why, the flow", function()
     local rel = build:sub(#root + 2)
-    local r = H.exec({ "sh", root .. "/examples/demo.sh" }, { env = { BUILD = rel } })
+    local module = os.getenv("EDDY_MODULE_BUILD") or build
+    local r = H.exec({ "sh", root .. "/examples/demo.sh" },
+                     { env = { BUILD = rel, MODULE_BUILD = module:sub(#root + 2) } })
     assert.are.equal(0, r.code, r.err .. r.out)
     -- 12 orders over 4 customers: 3 each.
     assert.truthy(r.out:find("ada\t3\nbarbara\t3\ngrace\t3\nlinus\t3\n", 1, true), r.out)

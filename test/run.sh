@@ -59,6 +59,7 @@ echo "== busted specs"
 LUA_PATH_5_4="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$ROOT/spec/?.lua;;" \
 LUA_CPATH_5_4="$ROOT/$MODULE_BUILD/lib/?.so;;" \
 EDDY_BIN="$ROOT/$BUILD/eddy" EDDY_BUILD="$ROOT/$BUILD" EDDY_ROOT="$ROOT" \
+EDDY_MODULE_BUILD="$ROOT/$MODULE_BUILD" \
   "$LUA" "$BUSTED" --output=TAP ${SPECS:-spec} > "$log" 2>&1
 busted_rc=$?
 cat "$log"
