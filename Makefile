@@ -36,7 +36,7 @@ LIBS     = -llua5.4 -luv -lrdkafka -lsqlite3 -lpthread -lm -ldl
 MOD_LIBS = -luv -lrdkafka -lsqlite3 -lpthread
 
 # The core: no Lua in these.
-CORE   = errors store log headers partitioner uuid buf units state outbox kafka \
+CORE   = errors store log headers partitioner uuid buf units state outbox kafka http \
          quarantine retry
 # Lua bindings.
 LBIND  = leddy llog ljson lschema

@@ -52,6 +52,12 @@
   X(ljson_strings)                                                          \
   X(ljson_containers)                                                       \
   X(ljson_depth_limited)                                                    \
-  X(ljson_encode_refuses)
+  X(ljson_encode_refuses)                                                   \
+  /* test-http.c */                                                         \
+  X(http_parses_requests)                                                   \
+  X(http_refuses_malformed)                                                 \
+  X(http_limits)                                                            \
+  X(http_parts_of_a_good_request)                                           \
+  X(http_reasons)
 
 #endif
