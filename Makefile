@@ -41,7 +41,7 @@ CORE   = errors store log headers partitioner uuid buf units state outbox kafka 
 # Lua bindings.
 LBIND  = leddy llog ljson lschema
 # The consumer runtime (needs Lua and libuv; only in the binary).
-RUNTIME = runner worker sandbox lctx lmsg app reload control ksource krelay metrics admin
+RUNTIME = runner worker sandbox lctx lmsg app reload control ksource krelay metrics connset admin
 CLI    = cli cli_topic cli_produce cli_tail cli_run cli_dlq cli_state cli_reload cli_saga \
          cli_trace cli_catalog
 LUA_LIB = $(sort $(wildcard lua/eddy/*.lua))
@@ -52,13 +52,14 @@ LBIND_OBJS  = $(LBIND:%=$(OBJ)/%.o)
 CLI_OBJS    = $(CLI:%=$(OBJ)/%.o)
 RUNTIME_OBJS = $(RUNTIME:%=$(OBJ)/%.o) $(OBJ)/embedded.o
 HEADERS     = $(wildcard runtime/*.h)
-# test/kmock.c is a program of its own (the Kafka mock cluster the specs drive).
-TEST_SRCS   = $(filter-out test/kmock.c,$(wildcard test/*.c))
+# test/kmock.c and test/holdconn.c are programs of their own, which the
+# specs drive: the Kafka mock cluster, and a client holding connections.
+TEST_SRCS   = $(filter-out test/kmock.c test/holdconn.c,$(wildcard test/*.c))
 
 .PHONY: all binaries deps test test-asan bench demo install uninstall clean lint check-rockspec \
   kafka-up kafka-down bench-kafka
 
-all: binaries $(BUILD)/test-runner $(BUILD)/kmock
+all: binaries $(BUILD)/test-runner $(BUILD)/kmock $(BUILD)/holdconn
 
 # What gets installed: the binary and the Lua C module.
 binaries: $(BUILD)/eddy $(BUILD)/lib/eddy/core.so
@@ -90,6 +91,10 @@ $(BUILD)/test-runner: $(TEST_SRCS) $(wildcard test/*.h) $(CORE_OBJS) $(OBJ)/ljso
 # A librdkafka mock cluster driven from stdin, for spec/kafka_mock_spec.lua.
 $(BUILD)/kmock: test/kmock.c | $(OBJ)
 	$(CC) $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) -lrdkafka
+
+# Opens many connections and holds them, for spec/admin_limits_spec.lua.
+$(BUILD)/holdconn: test/holdconn.c | $(OBJ)
+	$(CC) $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS)
 
 # Installs whichever Debian packages are missing; does nothing when all are
 # there.
