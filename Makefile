@@ -37,6 +37,7 @@ MOD_LIBS = -luv -lrdkafka -lsqlite3 -lpthread
 
 # The core: no Lua in these.
 CORE   = errors store log headers partitioner uuid buf units state outbox kafka http \
+         produce_line \
          quarantine retry
 # Lua bindings.
 LBIND  = leddy llog ljson lschema
