@@ -53,6 +53,8 @@
   X(ljson_containers)                                                       \
   X(ljson_depth_limited)                                                    \
   X(ljson_encode_refuses)                                                   \
+  X(ljson_negative_zero)                                                    \
+  X(ljson_float_keys)                                                       \
   /* test-http.c */                                                         \
   X(http_parses_requests)                                                   \
   X(http_refuses_malformed)                                                 \
