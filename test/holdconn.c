@@ -166,5 +166,12 @@ int main(int argc, char **argv) {
     printf("timeout %d\n", open);
     fflush(stdout);
   }
+  for (int i = 0; i < count; i++) {
+    if (peers[i].fd >= 0) close(peers[i].fd);
+    free(peers[i].got);
+  }
+  free(peers);
+  free(fds);
+  free(data);
   return 0;
 }
