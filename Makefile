@@ -38,12 +38,12 @@ MOD_LIBS = -luv -lrdkafka -lsqlite3 -lpthread
 
 # The core: no Lua in these.
 CORE   = errors store log headers partitioner uuid buf units state outbox kafka http \
-         produce_line \
-         quarantine retry
+         produce_line quarantine retry crashes inflight
 # Lua bindings.
-LBIND  = leddy llog ljson lschema
+LBIND  = leddy llog ljson lschema lpattern
 # The consumer runtime (needs Lua and libuv; only in the binary).
-RUNTIME = runner worker sandbox lctx lmsg app reload control ksource krelay metrics connset admin
+RUNTIME = runner worker sandbox lctx lmsg app reload control ksource krelay metrics connset \
+          admin guard
 CLI    = cli cli_topic cli_produce cli_tail cli_run cli_dlq cli_state cli_reload cli_saga \
          cli_trace cli_catalog
 LUA_LIB = $(sort $(wildcard lua/eddy/*.lua))
@@ -54,14 +54,15 @@ LBIND_OBJS  = $(LBIND:%=$(OBJ)/%.o)
 CLI_OBJS    = $(CLI:%=$(OBJ)/%.o)
 RUNTIME_OBJS = $(RUNTIME:%=$(OBJ)/%.o) $(OBJ)/embedded.o
 HEADERS     = $(wildcard runtime/*.h)
-# test/kmock.c and test/holdconn.c are programs of their own, which the
-# specs drive: the Kafka mock cluster, and a client holding connections.
-TEST_SRCS   = $(filter-out test/kmock.c test/holdconn.c,$(wildcard test/*.c))
+# test/kmock.c, test/holdconn.c and test/crashmod.c are programs of their
+# own, which the specs drive: the Kafka mock cluster, a client holding
+# connections, and a Lua C module that crashes on purpose.
+TEST_SRCS   = $(filter-out test/kmock.c test/holdconn.c test/crashmod.c,$(wildcard test/*.c))
 
 .PHONY: all binaries deps test test-asan bench demo install uninstall clean lint check-rockspec \
   kafka-up kafka-down bench-kafka fuzz fuzz-build fuzz-corpus
 
-all: binaries $(BUILD)/test-runner $(BUILD)/kmock $(BUILD)/holdconn
+all: binaries $(BUILD)/test-runner $(BUILD)/kmock $(BUILD)/holdconn $(BUILD)/test/crashmod.so
 
 # What gets installed: the binary and the Lua C module.
 binaries: $(BUILD)/eddy $(BUILD)/lib/eddy/core.so
@@ -86,9 +87,10 @@ $(BUILD)/eddy: $(OBJ)/main.o $(CLI_OBJS) $(RUNTIME_OBJS) $(LBIND_OBJS) $(CORE_OB
 $(BUILD)/lib/eddy/core.so: $(LBIND_OBJS) $(CORE_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared $^ -o $@ $(MOD_LIBS)
 
-$(BUILD)/test-runner: $(TEST_SRCS) $(wildcard test/*.h) $(CORE_OBJS) $(OBJ)/ljson.o
+$(BUILD)/test-runner: $(TEST_SRCS) $(wildcard test/*.h) $(CORE_OBJS) $(OBJ)/ljson.o \
+  $(OBJ)/lpattern.o
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) -Itest $(TEST_SRCS) $(CORE_OBJS) \
-	  $(OBJ)/ljson.o -o $@ $(LDFLAGS) $(MOD_LIBS) -llua5.4 -lm
+	  $(OBJ)/ljson.o $(OBJ)/lpattern.o -o $@ $(LDFLAGS) $(MOD_LIBS) -llua5.4 -lm
 
 # A librdkafka mock cluster driven from stdin, for spec/kafka_mock_spec.lua.
 $(BUILD)/kmock: test/kmock.c | $(OBJ)
@@ -97,6 +99,11 @@ $(BUILD)/kmock: test/kmock.c | $(OBJ)
 # Opens many connections and holds them, for spec/admin_limits_spec.lua.
 $(BUILD)/holdconn: test/holdconn.c | $(OBJ)
 	$(CC) $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS)
+
+# A C module that segfaults, aborts or hangs, for spec/crash_loop_spec.lua.
+$(BUILD)/test/crashmod.so: test/crashmod.c | $(OBJ)
+	@mkdir -p $(BUILD)/test
+	$(CC) $(WARN) $(CFLAGS) -fPIC -shared -I$(LUA_INCDIR) $< -o $@ $(LDFLAGS)
 
 # Installs whichever Debian packages are missing; does nothing when all are
 # there.

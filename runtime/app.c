@@ -73,35 +73,56 @@ static void read_consumer(lua_State *L, int ct, eddy_consumer_def *c) {
   lua_getfield(L, ct, "limits");
   c->instructions = field_i64(L, lua_gettop(L), "instructions", 50000000);
   c->memory = (size_t)field_i64(L, lua_gettop(L), "memory", 64 << 20);
+  c->timeout_ms = field_i64(L, lua_gettop(L), "timeout_ms", 30000);
+  c->max_emits = field_i64(L, lua_gettop(L), "emits", 100000);
+  lua_pop(L, 1);
+  lua_getfield(L, ct, "sandbox");
+  c->strict = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "strict") == 0;
   lua_pop(L, 1);
   c->active = 1;
 }
 
-/* eddy.app.load(file, opts) on the stack of L, then the app into a. */
-static int read_app(lua_State *L, const char *file, const char *data_override,
-                    eddy_app *a, char *err, size_t errlen) {
-  eddy_sandbox_preload(L);
+/* eddy.app.load(file, opts) in sandbox sb, then the app into a.  strict:
+ * the files to load in the strict sandbox (a table at that index), or 0.
+ * Returns 0, -1 with err, or 1 when the app must be read again with the
+ * files its `restrict` lists in strict (left on the stack). */
+static int read_app(eddy_sandbox *sb, const char *file, const char *data_override,
+                    int strict, eddy_app *a, char *err, size_t errlen) {
+  lua_State *L = eddy_sandbox_state(sb);
+  eddy_failure f;
   lua_getglobal(L, "require");
   lua_pushliteral(L, "eddy.app");
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+  if (eddy_sandbox_call(sb, 1, 1, &f) != 0) {
+    snprintf(err, errlen, "%s", f.error);
     return -1;
   }
   lua_getfield(L, -1, "load");
   lua_pushstring(L, file);
+  lua_createtable(L, 0, 2);
   if (data_override) {
-    lua_createtable(L, 0, 1);
     lua_pushstring(L, data_override);
     lua_setfield(L, -2, "data");
-  } else {
-    lua_pushnil(L);
   }
-  if (lua_pcall(L, 2, 2, 0) != LUA_OK || lua_isnil(L, -2)) {
+  if (strict) {
+    lua_pushvalue(L, strict);
+    lua_setfield(L, -2, "strict_files");
+  }
+  /* The handler files' top level runs here: under the load limits. */
+  if (eddy_sandbox_call(sb, 2, 2, &f) != 0) {
+    snprintf(err, errlen, "%s", f.error);
+    return -1;
+  }
+  if (lua_isnil(L, -2)) {
     snprintf(err, errlen, "%s", lua_tostring(L, -1));
     return -1;
   }
   lua_pop(L, 1);
   int app = lua_gettop(L);
+  if (lua_getfield(L, app, "restrict") == LUA_TTABLE) {
+    lua_getfield(L, app, "strict_files");
+    return 1;
+  }
+  lua_pop(L, 1);
   lua_getfield(L, app, "data");
   a->data_dir = dupstr(lua_tostring(L, -1));
   lua_pop(L, 1);
@@ -111,6 +132,15 @@ static int read_app(lua_State *L, const char *file, const char *data_override,
   a->workers = field_int(L, app, "workers", 2);
   a->dedupe_window_ms = field_i64(L, app, "dedupe_window_ms", 7 * 86400000LL);
   a->handler_files = field_strings(L, app, "handler_files", &a->nhandler_files);
+  a->handler_strict = calloc((size_t)a->nhandler_files + 1, sizeof *a->handler_strict);
+  lua_getfield(L, app, "strict_files");
+  for (lua_Integer k = 1; a->handler_strict && k <= (lua_Integer)lua_rawlen(L, -1); k++) {
+    lua_rawgeti(L, -1, k);
+    for (int i = 0; i < a->nhandler_files; i++)
+      if (strcmp(a->handler_files[i], lua_tostring(L, -1)) == 0) a->handler_strict[i] = 1;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   a->handler_dirs = field_strings(L, app, "handler_dirs", &a->nhandler_dirs);
   a->kafka = field_strings(L, app, "kafka", &a->nkafka);
   lua_getfield(L, app, "catalog");
@@ -169,11 +199,36 @@ static int read_app(lua_State *L, const char *file, const char *data_override,
 int eddy_app_read(const char *file, const char *data_override, eddy_app *a,
                   char *err, size_t errlen) {
   memset(a, 0, sizeof *a);
-  lua_State *L = luaL_newstate();
-  if (!L) { snprintf(err, errlen, "cannot make a Lua state"); return -1; }
-  luaL_openlibs(L);
-  int rc = read_app(L, file, data_override, a, err, errlen);
-  lua_close(L);
+  eddy_sandbox *sb = eddy_sandbox_new(err, errlen);
+  if (!sb) return -1;
+  int rc = read_app(sb, file, data_override, 0, a, err, errlen);
+  if (rc == 1) {
+    /* A consumer asked for the strict sandbox, and its file ran in the
+     * default one: read everything again in a new state, that file
+     * strict, as the workers will load it. */
+    eddy_sandbox *again = eddy_sandbox_new(err, errlen);
+    if (!again) {
+      rc = -1;
+    } else {
+      lua_State *L = eddy_sandbox_state(sb), *L2 = eddy_sandbox_state(again);
+      int n = (int)lua_rawlen(L, -1);
+      lua_createtable(L2, n, 0);
+      for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_pushstring(L2, lua_tostring(L, -1));
+        lua_rawseti(L2, -2, i);
+        lua_pop(L, 1);
+      }
+      rc = read_app(again, file, data_override, lua_gettop(L2), a, err, errlen);
+      if (rc == 1) {
+        snprintf(err, errlen, "%s: the handler files changed while eddy was reading them",
+                 file);
+        rc = -1;
+      }
+      eddy_sandbox_free(again);
+    }
+  }
+  eddy_sandbox_free(sb);
   if (rc != 0) eddy_app_free(a);
   return rc;
 }
@@ -207,7 +262,7 @@ int eddy_consumer_def_copy(eddy_consumer_def *dst, const eddy_consumer_def *src)
 
 int eddy_consumer_def_same(const eddy_consumer_def *a, const eddy_consumer_def *b) {
   if (strcmp(a->name, b->name) || strcmp(a->version, b->version) ||
-      strcmp(a->file, b->file) || a->ntopics != b->ntopics)
+      strcmp(a->file, b->file) || a->ntopics != b->ntopics || a->strict != b->strict)
     return 0;
   for (int k = 0; k < a->ntopics; k++)
     if (strcmp(a->topics[k], b->topics[k]) || strcmp(a->dlq_topics[k], b->dlq_topics[k]))
@@ -220,6 +275,7 @@ void eddy_app_free(eddy_app *a) {
   free(a->app_dir);
   for (int i = 0; i < a->nhandler_files; i++) free(a->handler_files[i]);
   free(a->handler_files);
+  free(a->handler_strict);
   free(a->catalog);
   for (int i = 0; i < a->nhandler_dirs; i++) free(a->handler_dirs[i]);
   free(a->handler_dirs);

@@ -22,6 +22,7 @@ typedef struct eddy_app {
   int64_t dedupe_window_ms;
   int nhandler_files;
   char **handler_files;     /* as eddy.app resolved them, in load order */
+  int *handler_strict;      /* per handler file: 1 when it runs in the strict sandbox */
   char *catalog;            /* the declared events, as eddy.catalog.dump wrote them */
   int nevents;              /* how many (type, version) are declared */
   int nhandler_dirs;

@@ -124,30 +124,27 @@ static const luaL_Reg tool_funcs[] = {
   { "time", t_time }, { NULL, NULL }
 };
 
-static int traceback(lua_State *L) {
-  luaL_traceback(L, L, lua_tostring(L, 1), 1);
-  return 1;
-}
-
 /* Runs eddy.tools.<fn>(tool, opts) where opts holds the positional
  * arguments (pos) and the options given; it prints and returns the exit
- * status, or raises a one-line message for an eddy_cli_fail. */
+ * status, or raises a one-line message for an eddy_cli_fail.  The state is
+ * a sandbox (sandbox.h), as handler files load in everywhere, without
+ * limits: a tool runs as long as it needs. */
 int eddy_cli_run_tool(const eddy_cli_args *a, const char *fn, eddy_store *s,
                       const char *const *opt_names) {
-  lua_State *L = luaL_newstate();
-  if (!L) return eddy_cli_fail(a, "out of memory");
-  luaL_openlibs(L);
-  eddy_sandbox_preload(L);
+  char err[512];
+  eddy_sandbox *sb = eddy_sandbox_new(err, sizeof err);
+  if (!sb) return eddy_cli_fail(a, "%s", err);
+  eddy_sandbox_limits(sb, 0, 0, 0);
+  lua_State *L = eddy_sandbox_state(sb);
   lua_pushlightuserdata(L, s);
   lua_setfield(L, LUA_REGISTRYINDEX, STORE_KEY);
-  lua_pushcfunction(L, traceback);
-  int tb = lua_gettop(L);
+  eddy_failure f;
   lua_getglobal(L, "require");
   lua_pushliteral(L, "eddy.tools");
   int rc;
-  if (lua_pcall(L, 1, 1, tb) != LUA_OK) {
-    rc = eddy_cli_fail(a, "%s", lua_tostring(L, -1));
-    lua_close(L);
+  if (eddy_sandbox_call(sb, 1, 1, &f) != 0) {
+    rc = eddy_cli_fail(a, "%s", f.error);
+    eddy_sandbox_free(sb);
     return rc;
   }
   lua_getfield(L, -1, fn);
@@ -163,16 +160,15 @@ int eddy_cli_run_tool(const eddy_cli_args *a, const char *fn, eddy_store *s,
     else lua_pushboolean(L, eddy_cli_flag(a, opt_names[i]));
     lua_setfield(L, -2, opt_names[i]);
   }
-  if (lua_pcall(L, 2, 1, tb) != LUA_OK) {
-    const char *msg = lua_tostring(L, -1);
+  if (eddy_sandbox_call(sb, 2, 1, &f) != 0) {
     /* A raised string is a failure for the user: its first line. */
-    size_t n = strcspn(msg ? msg : "", "\n");
-    rc = eddy_cli_fail(a, "%.*s", (int)n, msg ? msg : "error");
+    size_t n = strcspn(f.error, "\n");
+    rc = eddy_cli_fail(a, "%.*s", (int)n, f.error);
   } else {
     rc = (int)lua_tointeger(L, -1);
   }
   fflush(stdout);
-  lua_close(L);
+  eddy_sandbox_free(sb);
   return rc;
 }
 

@@ -46,6 +46,9 @@ typedef struct eddy_consumer_def {
   int from_end;
   int64_t instructions;
   size_t memory;
+  int64_t timeout_ms;       /* wall-clock time of one handler call */
+  int strict;               /* it runs in the strict sandbox */
+  int64_t max_emits;        /* events one handler call may emit */
   /* Per slot of state keys: the commit sequence number (runner's
    * commit_seq) of the last commit that wrote a key of that slot. */
   _Atomic uint64_t *slot_seq; /* EDDY_EPOCH_SLOTS */
@@ -60,6 +63,7 @@ typedef struct eddy_gen {
   eddy_consumer_def *defs;
   int nhandler_files;
   char **handler_files;
+  int *handler_strict;          /* per handler file: loaded in the strict sandbox */
   char *catalog;                /* the event catalog (eddy.catalog.dump), or NULL */
   int retires;                  /* it stops a consumer or cursor the last one ran */
   _Atomic int refs;
@@ -176,6 +180,8 @@ struct eddy_runner {
   eddy_cursor **cursors;
   const char *data_override;    /* --data, for reloads */
   struct eddy_kafka *kafka;     /* the log is Kafka (ksource.c), else NULL */
+  int64_t kafka_max_message;    /* Kafka: the producer's message.max.bytes */
+  struct eddy_guard *guard;     /* crash records, in-flight slots, the watchdog (guard.h) */
   struct eddy_ksource *ksource;
   int workers_gone;             /* eddy_worker_stop ran for every worker */
   int64_t relay_warned;         /* when the relay last logged a failure */

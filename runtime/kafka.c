@@ -52,9 +52,13 @@ const char *eddy_kafka_last_error(const eddy_kafka *k) { return k->last_error; }
 const char *eddy_kafka_bootstrap_servers(const eddy_kafka *k) { return k->bootstrap; }
 
 int eddy_kafka_has_prop(const eddy_kafka *k, const char *name) {
+  return eddy_kafka_prop(k, name) != NULL;
+}
+
+const char *eddy_kafka_prop(const eddy_kafka *k, const char *name) {
   for (char **p = k->props; p && p[0] && p[1]; p += 2)
-    if (strcmp(p[0], name) == 0) return 1;
-  return 0;
+    if (strcmp(p[0], name) == 0) return p[1];
+  return NULL;
 }
 
 int eddy_kafka_bootstrap(const char *broker, char *out, size_t n, char *err, size_t errlen) {

@@ -53,6 +53,8 @@ void eddy_kafka_log_errors(eddy_kafka *k, int on);
 const char *eddy_kafka_bootstrap_servers(const eddy_kafka *k);
 /* 1 when the user set librdkafka property name (eddy_kafka_open's props). */
 int eddy_kafka_has_prop(const eddy_kafka *k, const char *name);
+/* The app's value of librdkafka property name, or NULL when it sets none. */
+const char *eddy_kafka_prop(const eddy_kafka *k, const char *name);
 /* The last error a client of k reported (connection refused ...), or "". */
 const char *eddy_kafka_last_error(const eddy_kafka *k);
 

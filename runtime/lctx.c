@@ -76,18 +76,28 @@ static int put(lua_State *L, int del) {
   const char *k = state_key(L, 2, &n);
   if (!eddy_worker_job(w))
     return luaL_error(L, "ctx.state can only be written while a handler runs");
+  int rc;
   if (del || lua_isnoneornil(L, 3)) {
-    if (eddy_worker_state_put(w, s->consumer, k, n, NULL, 0) != 0)
-      return luaL_error(L, "not enough memory");
-    return 0;
+    rc = eddy_worker_state_put(w, s->consumer, k, n, NULL, 0);
+  } else {
+    eddy_buf *b = eddy_worker_json_buf(w);
+    char why[160];
+    eddy_buf_reset(b);
+    if (eddy_json_encode(L, 3, b, why, sizeof why) != 0)
+      return luaL_error(L, "ctx.state:set('%s'): value is not JSON-able: %s", k, why);
+    if (b->oom) return luaL_error(L, "ctx.state:set('%s'): not enough memory", k);
+    rc = eddy_worker_state_put(w, s->consumer, k, n, b->data, b->len);
   }
-  eddy_buf *b = eddy_worker_json_buf(w);
-  char why[160];
-  eddy_buf_reset(b);
-  if (eddy_json_encode(L, 3, b, why, sizeof why) != 0)
-    return luaL_error(L, "ctx.state:set('%s'): value is not JSON-able: %s", k, why);
-  if (eddy_worker_state_put(w, s->consumer, k, n, b->data, b->len) != 0)
-    return luaL_error(L, "not enough memory");
+  if (rc == -3) {
+    luaL_where(L, 1);
+    lua_pushstring(L, eddy_worker_refusal(w));
+    lua_concat(L, 2);
+    eddy_worker_refuse(w, lua_tostring(L, -1), "limit");
+    return lua_error(L);
+  }
+  if (rc == -2)
+    return luaL_error(L, "ctx.state:set('%s'): the call's memory limit is exceeded", k);
+  if (rc != 0) return luaL_error(L, "ctx.state:set('%s'): not enough memory", k);
   return 0;
 }
 
@@ -171,7 +181,7 @@ static int ctx_emit(lua_State *L) {
     if (lua_pcall(L, 3, 2, 0) != LUA_OK) {
       /* A refusal is a string: the handler may catch it like any error. */
       const char *e = lua_tostring(L, -1);
-      if (e) eddy_worker_schema_error(w, e);
+      if (e) eddy_worker_refuse(w, e, "schema");
       return lua_error(L);
     }
     if (lua_isinteger(L, -2))
@@ -249,8 +259,18 @@ static int ctx_emit(lua_State *L) {
     return luaL_error(L, "ctx:emit: at must be a time in milliseconds since the epoch");
   }
   char id[EDDY_UUID_STRLEN + 1];
-  if (eddy_worker_emit(w, topic, key, kl, key != NULL, value, vl, h, nh, due, id) != 0)
-    return luaL_error(L, "not enough memory");
+  int rc = eddy_worker_emit(w, topic, key, kl, key != NULL, value, vl, h, nh, due, id);
+  if (rc == -3) {
+    /* The refusal, at the handler's line, exactly as it will be raised:
+     * the worker knows it by its text. */
+    luaL_where(L, 1);
+    lua_pushstring(L, eddy_worker_refusal(w));
+    lua_concat(L, 2);
+    eddy_worker_refuse(w, lua_tostring(L, -1), "limit");
+    return lua_error(L);
+  }
+  if (rc == -2) return luaL_error(L, "ctx:emit: the call's memory limit is exceeded");
+  if (rc != 0) return luaL_error(L, "ctx:emit: not enough memory");
   lua_pushstring(L, id);
   return 1;
 }
@@ -382,8 +402,11 @@ void lctx_push_dedupe(lua_State *L, const lctx_consumer *c) {
 
 void lctx_push_ctx(lua_State *L, const lctx_consumer *c, int attempt) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->ctx_ref);
+  /* Raw: this runs outside any protected call, and a handler may have
+   * given ctx a metatable. */
+  lua_pushliteral(L, "attempt");
   lua_pushinteger(L, attempt);
-  lua_setfield(L, -2, "attempt");
+  lua_rawset(L, -3);
 }
 
 /* Adds dir/?.lua and dir/?/init.lua in front of package.path, so that
@@ -411,6 +434,8 @@ lctx_consumer *lctx_load(eddy_worker *w, eddy_sandbox *sb, const eddy_gen *g,
     lua_pushlightuserdata(L, w);
     luaL_setfuncs(L, methods, 1);
     lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, "eddy.state");
+    lua_setfield(L, -2, "__metatable");
   }
   lua_pop(L, 1);
   add_path(L, app_dir);
@@ -438,7 +463,14 @@ lctx_consumer *lctx_load(eddy_worker *w, eddy_sandbox *sb, const eddy_gen *g,
     lua_pushstring(L, g->handler_files[i]);
     lua_rawseti(L, -2, i + 1);
   }
-  if (eddy_sandbox_call(sb, 1, 2, &f) != 0) {
+  lua_pushboolean(L, 0);
+  lua_newtable(L);   /* the files that run strict */
+  for (int i = 0; g->handler_strict && i < g->nhandler_files; i++) {
+    if (!g->handler_strict[i]) continue;
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, g->handler_files[i]);
+  }
+  if (eddy_sandbox_call(sb, 3, 2, &f) != 0) {
     snprintf(err, errlen, "%s", f.error);
     return NULL;
   }

@@ -51,20 +51,31 @@ eddy_job *eddy_worker_job(eddy_worker *w);
 eddy_runner *eddy_worker_runner(eddy_worker *w);
 /* The definition of consumer number i in the generation w runs. */
 const eddy_consumer_def *eddy_worker_def(eddy_worker *w, int i);
-/* ctx:emit refused a value its schema does not allow, with this message
- * (copied): when the handler fails with that same message, its message is
- * quarantined at once with reason schema. */
-void eddy_worker_schema_error(eddy_worker *w, const char *msg);
+/* ctx:emit refused an event, with this message (copied) and reason
+ * ("schema": its schema does not allow the value; "limit": it is over a
+ * size or count limit): when the handler fails with that same message, its
+ * message is quarantined at once with that reason.  A handler may catch
+ * the refusal and go on. */
+void eddy_worker_refuse(eddy_worker *w, const char *msg, const char *reason);
+/* The text of the last refusal (valid until the next). */
+const char *eddy_worker_refusal(eddy_worker *w);
 /* A buffer for JSON text, reused by every call of the worker. */
 struct eddy_buf *eddy_worker_json_buf(eddy_worker *w);
 /* 1 and the value (valid until the next call), 0 when absent, <0 error. */
 int eddy_worker_state_get(eddy_worker *w, int consumer, const char *key,
                           size_t len, const char **value, size_t *value_len);
-/* value NULL deletes.  0, or -1 when out of memory. */
+/* value NULL deletes.  0; -1 when out of memory; -2 when the write would
+ * pass the call's memory limit (the call has failed: sandbox.h); -3 when
+ * it is refused (too many keys in one call): eddy_worker_refusal says why,
+ * in a sentence that starts with "ctx.state:set('KEY'): ". */
 int eddy_worker_state_put(eddy_worker *w, int consumer, const char *key,
                           size_t len, const char *value, size_t value_len);
 /* due: 0, or when (ms since the epoch) the event goes out: until then it
- * waits in the store's timers (outbox.h). */
+ * waits in the store's timers (outbox.h).  Returns 0; -1 when out of
+ * memory; -2 when the event would pass the call's memory limit; -3 when it
+ * is refused (over the topic's size limit, or past the consumer's emits
+ * limit): eddy_worker_refusal says why, in a sentence that starts with
+ * "ctx:emit: ". */
 int eddy_worker_emit(eddy_worker *w, const char *topic, const char *key,
                      size_t key_len, int has_key, const char *value,
                      size_t value_len, const eddy_header *user, size_t nuser,

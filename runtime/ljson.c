@@ -373,11 +373,36 @@ static int parse_number(parser *ps) {
 
 static int parse_value(parser *ps, int depth);
 
+/* The first PENDING values of a container wait on the Lua stack, so that
+ * a small one is made at its size; past that the table is made and each
+ * value goes in as it is read.  A container of a million values must not
+ * need a million stack slots (Lua's stack stops at LUAI_MAXSTACK). */
+#define PENDING 32
+
+/* Makes the table of the count values (pairs, for an object) waiting on
+ * the stack above base, and leaves it alone there. */
+static void make_table(lua_State *L, int base, int count, int object, int hint) {
+  lua_createtable(L, object ? 0 : hint, object ? hint : 0);
+  int t = lua_gettop(L);
+  for (int i = 0; i < count; i++) {
+    if (object) {
+      lua_pushvalue(L, base + 1 + 2 * i);
+      lua_pushvalue(L, base + 2 + 2 * i);
+      lua_rawset(L, t);
+    } else {
+      lua_pushvalue(L, base + 1 + i);
+      lua_rawseti(L, t, i + 1);
+    }
+  }
+  lua_replace(L, base + 1);
+  lua_settop(L, base + 1);
+}
+
 static int parse_container(parser *ps, int depth, int object) {
   lua_State *L = ps->L;
   if (depth > 1000) return perr(ps, "nested too deeply");
   ps->p++;  /* [ or { */
-  int base = lua_gettop(L), count = 0;
+  int base = lua_gettop(L), count = 0, made = 0;
   skip_ws(ps);
   char close = object ? '}' : ']';
   if (ps->p < ps->end && *ps->p == close) {
@@ -385,8 +410,8 @@ static int parse_container(parser *ps, int depth, int object) {
     lua_createtable(L, 0, 0);
     return 0;
   }
+  if (!lua_checkstack(L, 2 * PENDING + 8)) return perr(ps, "nested too deeply");
   for (;;) {
-    if (!lua_checkstack(L, 4)) return perr(ps, "nested too deeply");
     skip_ws(ps);
     if (object) {
       if (ps->p >= ps->end || *ps->p != '"') return perr(ps, "expected a string key");
@@ -398,30 +423,19 @@ static int parse_container(parser *ps, int depth, int object) {
     }
     if (parse_value(ps, depth + 1)) return -1;
     count++;
+    if (made) {
+      if (object) lua_rawset(L, base + 1);
+      else lua_rawseti(L, base + 1, count);
+    } else if (count == PENDING) {
+      make_table(L, base, count, object, 4 * PENDING);
+      made = 1;
+    }
     skip_ws(ps);
     if (ps->p < ps->end && *ps->p == ',') { ps->p++; continue; }
     if (ps->p < ps->end && *ps->p == close) { ps->p++; break; }
     return perr(ps, object ? "expected ',' or '}'" : "expected ',' or ']'");
   }
-  /* The values (and keys) are on the stack: make the table at its size. */
-  if (object) {
-    lua_createtable(L, 0, count);
-    int t = lua_gettop(L);
-    for (int i = 0; i < count; i++) {
-      lua_pushvalue(L, base + 1 + 2 * i);
-      lua_pushvalue(L, base + 2 + 2 * i);
-      lua_rawset(L, t);
-    }
-  } else {
-    lua_createtable(L, count, 0);
-    int t = lua_gettop(L);
-    for (int i = 0; i < count; i++) {
-      lua_pushvalue(L, base + 1 + i);
-      lua_rawseti(L, t, i + 1);
-    }
-  }
-  lua_replace(L, base + 1);
-  lua_settop(L, base + 1);
+  if (!made) make_table(L, base, count, object, count);
   return 0;
 }
 

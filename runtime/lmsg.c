@@ -141,6 +141,10 @@ void lmsg_setup(lua_State *L) {
     lua_setfield(L, -2, "__newindex");
     lua_pushcfunction(L, msg_tostring);
     lua_setfield(L, -2, "__tostring");
+    /* getmetatable(msg) gives this, not the table: handler code cannot
+     * give every message a finalizer or new fields. */
+    lua_pushliteral(L, "eddy.msg");
+    lua_setfield(L, -2, "__metatable");
   }
   lua_pop(L, 1);
 }

@@ -303,8 +303,10 @@ static eddy_gen *next_gen(eddy_reloader *rl, eddy_app *a, char *err, size_t errl
   }
   g->handler_files = a->handler_files;
   g->nhandler_files = a->nhandler_files;
+  g->handler_strict = a->handler_strict;
   a->handler_files = NULL;
   a->nhandler_files = 0;
+  a->handler_strict = NULL;
   g->catalog = a->catalog;
   a->catalog = NULL;
   g->refs = 1;

@@ -24,6 +24,7 @@
 #include "reload.h"
 #include "engine.h"
 #include "errors.h"
+#include "guard.h"
 #include "log.h"
 #include "outbox.h"
 #include "quarantine.h"
@@ -114,6 +115,7 @@ void eddy_gen_release(eddy_gen *g) {
   free(g->defs);
   for (int i = 0; i < g->nhandler_files; i++) free(g->handler_files[i]);
   free(g->handler_files);
+  free(g->handler_strict);
   free(g->catalog);
   free(g);
 }
@@ -736,6 +738,8 @@ static void free_runner(eddy_runner *r) {
   free(r->data_dir);
   free(r->app_dir);
   free(r->app_file);
+  eddy_guard_stop(r->guard);
+  r->guard = NULL;
   eddy_store_close(r->store);
   eddy_krelay_free(r->krelay);
   eddy_kafka_close(r->kafka);
@@ -821,8 +825,10 @@ static int first_gen(eddy_runner *r, eddy_app *a) {
   a->nconsumers = 0;
   g->handler_files = a->handler_files;
   g->nhandler_files = a->nhandler_files;
+  g->handler_strict = a->handler_strict;
   a->handler_files = NULL;
   a->nhandler_files = 0;
+  a->handler_strict = NULL;
   g->catalog = a->catalog;
   a->catalog = NULL;
   eddy_runner_set_gen(r, g);
@@ -904,9 +910,22 @@ int eddy_run(const eddy_run_options *o) {
     eddy_app_free(&a);
     goto out;
   }
-  if (r->kafka) eddy_kafka_log_errors(r->kafka, 1);
+  if (r->kafka) {
+    eddy_kafka_log_errors(r->kafka, 1);
+    /* librdkafka's default; the size limit ctx:emit checks on Kafka. */
+    const char *mmb = eddy_kafka_prop(r->kafka, "message.max.bytes");
+    r->kafka_max_message = mmb ? strtoll(mmb, NULL, 10) : 1000000;
+    if (r->kafka_max_message <= 0) r->kafka_max_message = 1000000;
+  }
   eddy_store_options so = { 1, 0 };
   if (eddy_store_open(r->data_dir, &so, &r->store, err, sizeof err) != 0) {
+    fprintf(stderr, "eddy run: %s\n", err);
+    eddy_app_free(&a);
+    goto out;
+  }
+  /* What the last runs were handling when they died, before any worker
+   * starts (guard.h). */
+  if (eddy_guard_start(r->store, r->nworkers, &r->guard, err, sizeof err) != 0) {
     fprintf(stderr, "eddy run: %s\n", err);
     eddy_app_free(&a);
     goto out;

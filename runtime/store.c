@@ -49,6 +49,19 @@ struct eddy_store {
   "  created_at INTEGER NOT NULL);" \
   "CREATE INDEX IF NOT EXISTS timers_by_due ON timers(due_at);"
 
+/* Messages whose handler calls took eddy down (crashes.h). */
+#define CRASHES_SCHEMA \
+  "CREATE TABLE IF NOT EXISTS crashes(" \
+  "  consumer INTEGER NOT NULL," \
+  "  topic TEXT NOT NULL," \
+  "  partition INTEGER NOT NULL," \
+  "  offset INTEGER NOT NULL," \
+  "  runs INTEGER NOT NULL," \
+  "  signal INTEGER NOT NULL," \
+  "  stuck INTEGER NOT NULL," \
+  "  last_at INTEGER NOT NULL," \
+  "  PRIMARY KEY(consumer, topic, partition, offset)) WITHOUT ROWID;"
+
 /* The schema of version 1.  docs/store.md explains every table. */
 static const char *schema_v1 =
   "CREATE TABLE meta("
@@ -143,6 +156,7 @@ static const char *schema_v1 =
   "  replays INTEGER NOT NULL DEFAULT 0);"
   "CREATE INDEX dlq_by_consumer ON dlq(consumer, seq);"
   TIMERS_SCHEMA
+  CRASHES_SCHEMA
   "CREATE INDEX dlq_by_id ON dlq(id);";
 
 int64_t eddy_now_ms(void) {
@@ -469,8 +483,8 @@ static int check_or_create(eddy_store *s) {
       (long long)version);
   rc = exec_retry(s, "PRAGMA journal_mode=WAL");
   if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "switching to WAL");
-  rc = exec_retry(s, TIMERS_SCHEMA);
-  if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "adding the timers table");
+  rc = exec_retry(s, TIMERS_SCHEMA CRASHES_SCHEMA);
+  if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "adding the timers and crashes tables");
   return 0;
 }
 

@@ -23,6 +23,8 @@
  */
 #include "engine.h"
 #include "errors.h"
+#include "crashes.h"
+#include "guard.h"
 #include "headers.h"
 #include "lctx.h"
 #include "log.h"
@@ -56,10 +58,21 @@
 #define PREFETCH_RANGES 32         /* partitions prefetched per batch, at most */
 #define CACHE_SLOTS 16384          /* power of two: state values kept across batches */
 #define CACHE_MAX_VALUE 1024       /* bigger values are always read from the store */
+/* A batch also ends once its held effects pass this many bytes: each
+ * call's effects are bounded by its memory limit, a batch's by this. */
+#define BATCH_BYTES ((size_t)64 << 20)
+/* State keys one handler call may write (a key written again counts once). */
+#define CALL_KEYS 4096
+#define TOPIC_LIMITS 16            /* topics whose size limit a worker keeps */
+#define TOPIC_LIMIT_MS 10000       /* ... for this long */
+/* What an emitted event or state write costs beyond its bytes, as the
+ * memory limit counts it (its record and its share of the batch). */
+#define EFFECT_OVERHEAD 96
 
 typedef struct outcome {
   eddy_job *job;
   int kind;
+  int crashed;                 /* the message has a crash record: forget it at commit */
   int prev_attempt;            /* the job's failure record before this try, */
   int64_t prev_first, prev_last; /* restored when it is handled again */
   const char *dkey;
@@ -148,7 +161,14 @@ typedef struct arena_chunk {
 struct eddy_worker {
   eddy_runner *r;
   int index;
-  char *schema_error;           /* the last ctx:emit schema refusal of this call */
+  char *refusal;                /* the last ctx:emit refusal of this call */
+  char refusal_reason[16];      /* "schema" or "limit" */
+  int call_emits;               /* events the running handler call emitted */
+  int call_keys;                /* state keys it wrote */
+  size_t held;                  /* bytes in the arena: the batch's effects */
+  eddy_inflight_slot *slot;     /* the guard's record of the call in flight */
+  struct { char *topic; int64_t limit, at; } limits[TOPIC_LIMITS];
+  int next_limit;
   uv_thread_t thread;
   uv_loop_t loop;
   uv_async_t wake;
@@ -248,6 +268,7 @@ static void *arena_alloc(eddy_worker *w, size_t n) {
   }
   void *p = c->data + c->used;
   c->used += n;
+  w->held += n;
   return p;
 }
 
@@ -266,6 +287,7 @@ static void arena_reset(eddy_worker *w) {
   arena_chunk *rest = c->next;
   c->next = NULL;
   c->used = 0;
+  w->held = 0;
   while (rest) { arena_chunk *n = rest->next; free(rest); rest = n; }
 }
 
@@ -398,9 +420,35 @@ static void park_release(eddy_worker *w, park *p) {
 eddy_job *eddy_worker_job(eddy_worker *w) { return w->current; }
 eddy_buf *eddy_worker_json_buf(eddy_worker *w) { return &w->json; }
 
-void eddy_worker_schema_error(eddy_worker *w, const char *msg) {
-  free(w->schema_error);
-  w->schema_error = strdup(msg);
+void eddy_worker_refuse(eddy_worker *w, const char *msg, const char *reason) {
+  free(w->refusal);
+  w->refusal = strdup(msg);
+  snprintf(w->refusal_reason, sizeof w->refusal_reason, "%s", reason);
+}
+
+const char *eddy_worker_refusal(eddy_worker *w) { return w->refusal ? w->refusal : ""; }
+
+/* The size limit of what goes to topic: on Kafka the producer's
+ * message.max.bytes (key, value and headers together, as the broker
+ * counts a record); on the embedded log the topic's max_message_bytes
+ * (each of key, value and headers, as the log checks them), the default
+ * for a topic the commit will create.  Kept a while per topic. */
+static int64_t topic_limit(eddy_worker *w, const char *topic) {
+  if (w->r->kafka) return w->r->kafka_max_message;
+  int64_t now = mono_ms();
+  for (int i = 0; i < TOPIC_LIMITS; i++)
+    if (w->limits[i].topic && strcmp(w->limits[i].topic, topic) == 0 &&
+        now - w->limits[i].at < TOPIC_LIMIT_MS)
+      return w->limits[i].limit;
+  eddy_topic_info t;
+  int64_t limit = eddy_topic_get(w->store, topic, &t) == 0 ? t.config.max_message_bytes
+                                                            : EDDY_DEFAULT_MAX_MESSAGE_BYTES;
+  int i = w->next_limit++ % TOPIC_LIMITS;
+  free(w->limits[i].topic);
+  w->limits[i].topic = strdup(topic);
+  w->limits[i].limit = limit;
+  w->limits[i].at = now;
+  return limit;
 }
 lua_State *eddy_worker_lua(eddy_worker *w) { return eddy_sandbox_state(w->sb); }
 eddy_runner *eddy_worker_runner(eddy_worker *w) { return w->r; }
@@ -538,12 +586,23 @@ int eddy_worker_state_get(eddy_worker *w, int consumer, const char *key,
 
 int eddy_worker_state_put(eddy_worker *w, int consumer, const char *key,
                           size_t len, const char *value, size_t value_len) {
+  uint64_t h = fnv(key, len, 0xcbf29ce484222325ULL);
+  /* A new key takes an overlay slot: a batch ends before its writes fill
+   * a quarter of the overlay, and one call may add CALL_KEYS keys, so
+   * the overlay never fills. */
+  if (!overlay_find(w, consumer, key, len, h, 0) && w->call_keys++ >= CALL_KEYS) {
+    char why[400];
+    snprintf(why, sizeof why, "ctx.state:set('%.200s'): more than %d state keys written in "
+             "one handler call", key, CALL_KEYS);
+    eddy_worker_refuse(w, why, "limit");
+    return -3;
+  }
+  if (eddy_sandbox_charge(w->sb, len + value_len + EFFECT_OVERHEAD) != 0) return -2;
   const char *k = arena_dup(w, key, len);
   const char *v = value ? arena_dup(w, value, value_len) : NULL;
   if (!k || (value && !v)) return -1;
-  uint64_t h = fnv(key, len, 0xcbf29ce484222325ULL);
   overlay_slot *s = overlay_find(w, consumer, k, len, h, 1);
-  if (!s) return -1;  /* cannot happen: batches end well before it fills */
+  if (!s) return -1;  /* cannot happen: see CALL_KEYS */
   s->value = v;
   s->value_len = value_len;
   GROW(w->writes, w->nwrites, w->capwrites);
@@ -595,6 +654,41 @@ int eddy_worker_emit(eddy_worker *w, const char *topic, const char *key,
   hs[n++] = (eddy_header){ "eddy-causation-id", 17, j->id, j->id_len };
   hs[n++] = (eddy_header){ "traceparent", 11, trace, strlen(trace) };
   size_t hsize = eddy_headers_size(hs, n);
+  /* Refused here, where the handler can hear it, not at commit (which
+   * would fail the whole batch, and again on every restart). */
+  const eddy_consumer_def *c = &w->defs[j->cursor->consumer];
+  char why[400];
+  if (w->call_emits >= c->max_emits) {
+    snprintf(why, sizeof why, "ctx:emit: more than %lld events from one handler call "
+             "(limits.emits)", (long long)c->max_emits);
+    eddy_worker_refuse(w, why, "limit");
+    return -3;
+  }
+  int64_t limit = topic_limit(w, topic);
+  const char *what = NULL;
+  size_t size = 0;
+  if (w->r->kafka) {
+    size = key_len + value_len + hsize;
+    if ((int64_t)size > limit) what = "event (key, value and headers)";
+  } else if ((int64_t)value_len > limit) {
+    what = "value";
+    size = value_len;
+  } else if (has_key && (int64_t)key_len > limit) {
+    what = "key";
+    size = key_len;
+  } else if ((int64_t)hsize > limit) {
+    what = "headers";
+    size = hsize;
+  }
+  if (what) {
+    snprintf(why, sizeof why, "ctx:emit: %s of %zu bytes is over the limit of %lld bytes "
+             "of topic '%.250s'", what, size, (long long)limit, topic);
+    eddy_worker_refuse(w, why, "limit");
+    return -3;
+  }
+  if (eddy_sandbox_charge(w->sb, key_len + value_len + hsize + EFFECT_OVERHEAD) != 0)
+    return -2;
+  w->call_emits++;
   unsigned char *hb = arena_alloc(w, hsize ? hsize : 1);
   const char *t = arena_dup(w, topic, strlen(topic));
   const char *k = has_key ? arena_dup(w, key, key_len) : NULL;
@@ -815,6 +909,16 @@ static void observe_latency(eddy_cmetrics *m, int64_t us) {
   atomic_fetch_add_explicit(&m->lat_sum_us, (uint64_t)us, memory_order_relaxed);
 }
 
+/* A sandbox call of the running message, watched by the guard: a call
+ * still running after its timeout and the grace ends the process. */
+static int watched_call(eddy_worker *w, const eddy_consumer_def *c, int nargs, int nresults,
+                        eddy_failure *f) {
+  eddy_guard_call_begin(w->r->guard, w->index, c->timeout_ms);
+  int rc = eddy_sandbox_call(w->sb, nargs, nresults, f);
+  eddy_guard_call_end(w->r->guard, w->index);
+  return rc;
+}
+
 /* Handles job j: dedupe, the handler, the outcome.  Returns H_*. */
 static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
   eddy_runner *r = w->r;
@@ -831,9 +935,12 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
   o->first_read = w->nreads;
   w->current = j;
   w->cur_out = o;
-  eddy_sandbox_limits(w->sb, c->instructions, c->memory);
+  eddy_sandbox_limits(w->sb, c->instructions, c->memory, c->timeout_ms);
   eddy_failure f;
   int top = lua_gettop(L);
+  /* Which message is in a call, for the next start if this one dies. */
+  eddy_inflight_enter(w->slot, c->store_id, c->name, j->cursor->topic, j->cursor->partition,
+                      j->offset, j->id, j->id_len);
 
   lctx_push_msg(L, j);
   int msg = lua_gettop(L);
@@ -844,12 +951,13 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
   } else if (c->dedupe == 2) {
     lctx_push_dedupe(L, &w->lc[ci]);
     lua_pushvalue(L, msg);
-    if (eddy_sandbox_call(w->sb, 1, 1, &f) != 0) {
+    if (watched_call(w, c, 1, 1, &f) != 0) {
       lctx_invalidate_msg(L, msg);
       lua_settop(L, top);
       w->current = NULL;
       w->cur_out = NULL;
       drop_effects(w, o);
+      eddy_inflight_leave(w->slot);
       return failed(w, j, &f);
     }
     size_t n = 0;
@@ -868,6 +976,7 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
     if (seen < 0) {
       lctx_invalidate_msg(L, msg);
       lua_settop(L, top);
+      eddy_inflight_leave(w->slot);
       eddy_runner_fatal(r, "%s", eddy_store_errmsg(w->store));
       return H_FATAL;
     }
@@ -877,7 +986,28 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
       w->current = NULL;
       w->cur_out = NULL;
       o->kind = O_DUP;  /* counted when its batch commits */
+      eddy_inflight_leave(w->slot);
       return H_DUP;
+    }
+  }
+  /* A message that took eddy down before: forgotten once it is done; and
+   * after EDDY_CRASH_RUNS such runs, quarantined without a call. */
+  const eddy_crash_row *crash = eddy_guard_any(r->guard)
+    ? eddy_guard_crashed(r->guard, c->store_id, j->cursor->topic, j->cursor->partition,
+                         j->offset)
+    : NULL;
+  if (crash) {
+    o->crashed = 1;
+    if (crash->runs >= EDDY_CRASH_RUNS) {
+      char why[256];
+      eddy_guard_reason(crash, why, sizeof why);
+      lctx_invalidate_msg(L, msg);
+      lua_settop(L, top);
+      w->current = NULL;
+      w->cur_out = NULL;
+      eddy_inflight_leave(w->slot);
+      f = (eddy_failure){ .permanent = 1, .reason = "crashed", .error = why, .traceback = "" };
+      return failed(w, j, &f);
     }
   }
   /* A consumed event of a declared type must match its schema; one that
@@ -895,7 +1025,7 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
     if (ver) lua_pushlstring(L, ver, vl);
     else lua_pushnil(L);
     lua_pushvalue(L, msg);
-    int crc = eddy_sandbox_call(w->sb, 4, 2, &f);
+    int crc = watched_call(w, c, 4, 2, &f);
     char why[1024];
     int bad = crc == 0 && lua_type(L, -2) == LUA_TSTRING;
     if (bad) snprintf(why, sizeof why, "%s", lua_tostring(L, -2));
@@ -906,6 +1036,7 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
       w->current = NULL;
       w->cur_out = NULL;
       drop_effects(w, o);
+      eddy_inflight_leave(w->slot);
       if (bad) {
         f = (eddy_failure){ .permanent = 1, .schema = 1, .reason = "schema", .error = why,
                             .traceback = "" };
@@ -918,21 +1049,24 @@ static int handle(eddy_worker *w, eddy_job *j, outcome *o) {
   lua_pushvalue(L, msg);
   lctx_push_ctx(L, &w->lc[ci], j->attempt + 1);
   int64_t t0 = mono_us();
-  free(w->schema_error);
-  w->schema_error = NULL;
-  int rc = eddy_sandbox_call(w->sb, 2, 0, &f);
+  free(w->refusal);
+  w->refusal = NULL;
+  w->call_emits = w->call_keys = 0;
+  int rc = watched_call(w, c, 2, 0, &f);
   observe_latency(&r->cm[ci], mono_us() - t0);
-  /* The handler failed with ctx:emit's schema refusal (not caught, or
+  /* The handler failed with one of ctx:emit's refusals (not caught, or
    * raised again): retrying the same code cannot help. */
-  if (rc != 0 && w->schema_error && strcmp(f.reason, "error") == 0 &&
-      strcmp(f.error, w->schema_error) == 0) {
-    f.permanent = f.schema = 1;
-    f.reason = "schema";
+  if (rc != 0 && w->refusal && strcmp(f.reason, "error") == 0 &&
+      strcmp(f.error, w->refusal) == 0) {
+    f.permanent = 1;
+    f.schema = strcmp(w->refusal_reason, "schema") == 0;
+    f.reason = w->refusal_reason;
   }
   lctx_invalidate_msg(L, msg);
   lua_settop(L, top);
   w->current = NULL;
   w->cur_out = NULL;
+  eddy_inflight_leave(w->slot);
   if (rc != 0) {
     drop_effects(w, o);
     return failed(w, j, &f);
@@ -1243,6 +1377,10 @@ static int commit_batch(eddy_worker *w, int *conflict_at) {
       rc = eddy_dlq_add(s, &e);
       quarantined++;
     }
+    /* Done: a crash record of the message has served its purpose. */
+    if (rc == 0 && o->crashed && o->kind != O_DUP)
+      rc = eddy_crash_forget(s, c->store_id, j->cursor->topic, j->cursor->partition,
+                             j->offset);
   }
   /* State: only each key's last write among the committed messages. */
   w->commit_gen++;
@@ -1477,7 +1615,7 @@ static void drop_job(eddy_worker *w, eddy_job *j) {
 static void handle_some(eddy_worker *w, int64_t deadline) {
   int handled_now = 0;
   while (w->q_head && w->nout < BATCH &&
-         w->nwrites < OVERLAY_SLOTS / 4) {
+         w->nwrites < OVERLAY_SLOTS / 4 && w->held < BATCH_BYTES) {
     if ((++handled_now & 15) == 0 && mono_ms() >= deadline) break;
     eddy_job *j = w->q_head;
     w->q_head = j->next;
@@ -1751,6 +1889,8 @@ static void run(void *arg) {
     set_ready(w, -1);
     return;
   }
+  w->slot = eddy_guard_slot(w->r->guard, w->index);
+  eddy_inflight_bind_thread(w->slot);
   w->sb = eddy_sandbox_new(w->err, sizeof w->err);
   if (!w->sb) { set_ready(w, -1); return; }
   w->lc = lctx_load(w, w->sb, w->appgen, w->r->app_dir, w->err, sizeof w->err);
@@ -1828,7 +1968,8 @@ void eddy_worker_stop(eddy_worker *w) {
   eddy_store_close(w->store);
   eddy_buf_free(&w->scratch);
   eddy_buf_free(&w->json);
-  free(w->schema_error);
+  free(w->refusal);
+  for (int i = 0; i < TOPIC_LIMITS; i++) free(w->limits[i].topic);
   cache_free(w);
   arena_reset(w);
   free(w->arena);

@@ -99,7 +99,8 @@ describe("eddy", function()
         name = "order-counter", topics = { "orders" }, handle = handle,
         retry = { attempts = 5, backoff_ms = 100, max_backoff_ms = 30000 },
         from = "beginning",
-        limits = { instructions = 50000000, memory = 64 * 1024 * 1024 },
+        limits = { instructions = 50000000, memory = 64 * 1024 * 1024, timeout_ms = 30000,
+                   emits = 100000 },
       }, setmetatable(c, nil))
       assert.is_nil(c.dedupe)
       assert.is_nil(c.dlq)
@@ -114,25 +115,28 @@ describe("eddy", function()
         name = "A.b_c-9", topics = "orders", handle = function() end, dedupe = dedupe,
         retry = { attempts = 3, backoff = "250ms", max_backoff = "1m" },
         dlq = "dead.letters", from = "end",
-        limits = { instructions = 1e6, memory = "2MiB" },
+        limits = { instructions = 1e6, memory = "2MiB", timeout = "1500ms", emits = 20 },
+        sandbox = "strict",
       }
       assert.same({ "orders" }, c.topics)
       assert.equal(dedupe, c.dedupe)
       assert.same({ attempts = 3, backoff_ms = 250, max_backoff_ms = 60000 }, c.retry)
       assert.equal("dead.letters", c.dlq)
       assert.equal("end", c.from)
-      assert.same({ instructions = 1000000, memory = 2097152 }, c.limits)
+      assert.same({ instructions = 1000000, memory = 2097152, timeout_ms = 1500, emits = 20 },
+                  c.limits)
       assert.equal("integer", math.type(c.limits.instructions))
+      assert.equal("strict", c.sandbox)
     end)
 
     it("takes durations and sizes as integers, and whole floats", function()
       local c = eddy.consumer(def {
         retry = { attempts = 2.0, backoff = 0, max_backoff = 5000 },
-        limits = { instructions = 1000, memory = 1048576 },
+        limits = { instructions = 1000, memory = 1048576, timeout = 10, emits = 1.0 },
       })
       assert.same({ attempts = 2, backoff_ms = 0, max_backoff_ms = 5000 }, c.retry)
       assert.equal("integer", math.type(c.retry.attempts))
-      assert.same({ instructions = 1000, memory = 1048576 }, c.limits)
+      assert.same({ instructions = 1000, memory = 1048576, timeout_ms = 10, emits = 1 }, c.limits)
     end)
 
     it("raises max_backoff's default to backoff when only backoff is given", function()
@@ -186,7 +190,7 @@ describe("eddy", function()
           "consumer 'x': unknown option 'Topics' (did you mean 'topics'?)" },
         { "an unknown option far from any", def { colour = "red" },
           "consumer 'x': unknown option 'colour' (known: consumes, dedupe, dlq, emits, from," ..
-          " handle, limits, name, retry, topics)" },
+          " handle, limits, name, retry, sandbox, topics)" },
         { "emits that is not a list of types", def { topics = "t", emits = { "A", 3 } },
           "consumer 'x': 'emits' item 2 must be a non-empty string, got 3" },
         { "an empty consumes", def { topics = "t", consumes = {} },
@@ -260,8 +264,8 @@ describe("eddy", function()
         { "a 'from' that is not a string", def { from = 0 },
           "consumer 'x': 'from' must be \"beginning\" or \"end\", got 0" },
         { "limits that are not a table", def { limits = "64MiB" },
-          "consumer 'x': 'limits' must be a table ({ instructions =, memory = })," ..
-          " got string" },
+          "consumer 'x': 'limits' must be a table ({ instructions =, memory =, timeout =," ..
+          " emits = }), got string" },
         { "an unknown limits option", def { limits = { memroy = "8MiB" } },
           "consumer 'x': unknown limits option 'memroy' (did you mean 'memory'?)" },
         { "too few instructions", def { limits = { instructions = 999 } },
@@ -277,6 +281,18 @@ describe("eddy", function()
           "consumer 'x': limits.memory must be at least 1MiB (1048576 bytes), got '512KiB'" },
         { "a memory limit under 1 MiB in bytes", def { limits = { memory = 1000 } },
           "consumer 'x': limits.memory must be at least 1MiB (1048576 bytes), got 1000" },
+        { "a timeout that is not a duration", def { limits = { timeout = "soon" } },
+          "consumer 'x': limits.timeout must be a duration of at least 10ms (e.g. 500ms, 30s," ..
+          " 5m) or a number of milliseconds, got 'soon'" },
+        { "a timeout under 10ms", def { limits = { timeout = 5 } },
+          "consumer 'x': limits.timeout must be a duration of at least 10ms (e.g. 500ms, 30s," ..
+          " 5m) or a number of milliseconds, got 5" },
+        { "an emits limit under 1", def { limits = { emits = 0 } },
+          "consumer 'x': limits.emits must be an integer >= 1, got 0" },
+        { "an emits limit that is not an integer", def { limits = { emits = 2.5 } },
+          "consumer 'x': limits.emits must be an integer >= 1, got 2.5" },
+        { "a sandbox that is not strict or default", def { sandbox = "tight" },
+          "consumer 'x': 'sandbox' must be \"strict\" or \"default\", got 'tight'" },
       }
       for _, case in ipairs(cases) do
         it(case[1], function()
@@ -370,7 +386,8 @@ describe("eddy.app", function()
         assert.same({ "orders", "orders.counted" }, one.topics)
         assert.equal("dead", one.dlq)
         assert.same({ attempts = 2, backoff_ms = 250, max_backoff_ms = 1000 }, one.retry)
-        assert.same({ instructions = 1000000, memory = 2097152 }, one.limits)
+        assert.same({ instructions = 1000000, memory = 2097152, timeout_ms = 30000,
+                      emits = 100000 }, one.limits)
       end)
 
       it("gives each consumer the hash of its file's text as its version", function()
@@ -599,7 +616,7 @@ describe("eddy.app", function()
                      " (did you mean 'handlers'?)", fixture_error("unknown_app_option"))
         local err, dir = tree_error('return { consumers = {} }')
         assert.equal(dir .. "/eddy.lua: unknown option 'consumers' (known: admin, admin_public," ..
-                     " broker, data, dedupe_window, events, handlers, kafka, topics, workers)", err)
+                     " broker, data, dedupe_window, events, handlers, kafka, sandbox, topics, workers)", err)
       end)
 
       it("when workers is out of range", function()

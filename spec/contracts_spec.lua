@@ -244,6 +244,9 @@ end)
 
   it("takes a changed catalog on reload", function()
     local app = make_app(COUNTER)
+    -- The topic first: eddy run, once started, would make it too.
+    eddy(app, "topic", "create", "orders", "--partitions", "1")
+    app.created = true
     local h = H.spawn({ "run", app.file })
     defer(function() H.cleanup(h) end)
     produce(app, { '{"id":1,"total":1,"note":"x"}' }, "--type", "OrderPlaced", "--version", "2")

@@ -60,6 +60,11 @@
   X(http_refuses_malformed)                                                 \
   X(http_limits)                                                            \
   X(http_parts_of_a_good_request)                                           \
-  X(http_reasons)
+  X(http_reasons)                                                           \
+  /* test-lpattern.c */                                                     \
+  X(lpattern_same_as_lua)                                                   \
+  X(lpattern_fixed_cases)                                                   \
+  X(lpattern_counts_backtracking)                                           \
+  X(lpattern_plain_find_is_linear)
 
 #endif

@@ -26,6 +26,14 @@ local core = require "eddy.core"
 local eddy = require "eddy"
 local catalog = require "eddy.catalog"
 
+-- Kept from the stock libraries when this module loads: in a sandbox,
+-- handler code has neither io (strict files) nor debug.sethook.
+local io, debug, load, package = io, debug, load, package
+-- In a sandbox (runtime/sandbox.c): line tracking under its count hook,
+-- and strict environments.  Elsewhere (eddy's command-line tools): nil.
+local has_sandbox, sandbox = pcall(require, "eddy.sandbox")
+if not has_sandbox then sandbox = nil end
+
 local M = {}
 
 local MAX_WORKERS = 64
@@ -37,10 +45,10 @@ local MAX_MESSAGE_BYTES = 256 * 1024 * 1024   -- EDDY_LIMIT_MAX_MESSAGE_BYTES
 -- admin, broker and kafka are read by later parts of eddy; they are
 -- accepted here and passed on untouched.
 local APP_OPTIONS = { "data", "workers", "handlers", "events", "topics", "dedupe_window",
-                      "admin", "admin_public", "broker", "kafka" }
+                      "admin", "admin_public", "broker", "kafka", "sandbox" }
 local TOPIC_OPTIONS = { "partitions", "retention", "retention_bytes",
                         "max_message_bytes" }
-local LOAD_OPTIONS = { "data" }
+local LOAD_OPTIONS = { "data", "strict_files" }
 
 local HINT = "(return eddy.consumer{...} or a list of them)"
 local APP_HINT = "(return { handlers = { ... }, ... })"
@@ -168,11 +176,14 @@ end
 
 -- Compiles the text of file as loadfile would: a UTF-8 byte order mark
 -- and a first line starting with '#' are skipped (line numbers kept).
--- Text only: a precompiled chunk is refused.
-local function compile(text, file)
+-- Text only: a precompiled chunk is refused.  env: the chunk's global
+-- environment (nil: the state's).
+local function compile(text, file, env)
   text = text:gsub("^\239\187\191", "")
   if text:sub(1, 1) == "#" then text = text:gsub("^[^\n]*", "", 1) end
-  local fn, err = load(text, "@" .. file, "t")
+  local fn, err
+  if env then fn, err = load(text, "@" .. file, "t", env)
+  else fn, err = load(text, "@" .. file, "t") end
   if not fn then
     err = full_position(one_line(err), file)
     if err:sub(1, #file + 1) ~= file .. ":" then err = file .. ": " .. err end
@@ -189,14 +200,16 @@ local Caught = {}  -- the metatable of what run's message handler returns
 -- The line: the innermost frame of file on the stack when the error was
 -- raised.  `return eddy.consumer{...}` is a tail call, which removes the
 -- chunk's frame, so a line hook also notes the last line of file that
--- ran.  The hook is set only when the thread has none: a host's hook (an
--- instruction limit, say) is never replaced; without ours, such errors
--- name the file alone.
+-- ran: the sandbox's own, where there is one (its count hook must stay);
+-- else a Lua hook, set only when the thread has none: a host's hook is
+-- never replaced; without ours, such errors name the file alone.
 local function run(fn, file)
   local source = "@" .. file
   local last_line
-  local hooked = debug.gethook() == nil
-  if hooked then
+  local hooked = not sandbox and debug.gethook() == nil
+  if sandbox then
+    sandbox.track(source)
+  elseif hooked then
     debug.sethook(function(_, line)
       if debug.getinfo(2, "S").source == source then last_line = line end
     end, "l")
@@ -211,8 +224,10 @@ local function run(fn, file)
         break
       end
     end
+    if sandbox then last_line = sandbox.line() end
     return setmetatable({ value = e, line = line or last_line }, Caught)
   end))
+  if sandbox then sandbox.untrack() end
   if hooked then debug.sethook() end
   if r[1] then return true, table.pack(table.unpack(r, 2, r.n)) end
 
@@ -253,11 +268,12 @@ end
 
 -- Loads one handler file: its consumers, its version; or nil, message.
 -- A file may also return event declarations (eddy.event), alone or among
--- its consumers, or return nothing when it declared events.
-local function load_handler(file)
+-- its consumers, or return nothing when it declared events.  strict: the
+-- file runs in a strict environment of its own.
+local function load_handler(file, strict)
   local text, why = read_file(file)
   if not text then return nil, "cannot open handler '" .. file .. "': " .. why end
-  local fn, err = compile(text, file)
+  local fn, err = compile(text, file, strict and sandbox and sandbox.strict_env() or nil)
   if not fn then return nil, err end
   local before = #catalog.declared()
   catalog.loading = file
@@ -291,12 +307,36 @@ local function load_handler(file)
   return list, core.hash(text)
 end
 
+-- Checks the sandbox the consumers of file ask for against the one it was
+-- loaded in.  Returns true when the file must run strict, or nil and a
+-- message.  A file is strict when the app is, or when one of its
+-- consumers asks: its other consumers share its environment, so none of
+-- them may ask for the default one.
+local function file_sandbox(file, list, strict, app_strict)
+  local asks_strict, asks_default
+  for _, c in ipairs(list) do
+    if c.sandbox == "strict" then asks_strict = asks_strict or c.name end
+    if c.sandbox == "default" then asks_default = asks_default or c.name end
+  end
+  if asks_default and app_strict then
+    return nil, string.format("%s: consumer '%s': sandbox \"default\" cannot loosen the " ..
+                              "app's sandbox = \"strict\"", file, asks_default)
+  end
+  if asks_default and asks_strict then
+    return nil, string.format("%s: consumer '%s' asks for sandbox \"default\" but shares " ..
+                              "its file with '%s', which asks for \"strict\": put them in " ..
+                              "files of their own", file, asks_default, asks_strict)
+  end
+  return (strict or asks_strict) and true or false
+end
+
 --- Loads handler files: each returns one consumer or a list of them.
 --
 -- Each file is read, compiled and run in a protected call, in this Lua
--- state and its global environment.  This depends on nothing but the
--- files, so that every worker can load the same list in its own state
--- and get the same consumers in the same order.
+-- state and its global environment (a strict one of its own for a file
+-- in strict).  This depends on nothing but the files, so that every
+-- worker can load the same list in its own state and get the same
+-- consumers in the same order.
 -- @tparam {string,...} files paths of handler files, in load order
 -- @treturn {table,...} the consumers: the files' in order, each file's in
 --   the order it lists them.  Each is a copy of what `eddy.consumer`
@@ -306,8 +346,14 @@ end
 -- @return or `nil, message`, e.g. `"handlers/x.lua: returns a number, not
 --   a consumer (return eddy.consumer{...} or a list of them)"`,
 --   `"handlers/b.lua: consumer 'c' is already defined in handlers/a.lua"`
+-- @tparam[opt] boolean keep_events keep the events declared before
+-- @tparam[opt] table|boolean strict the files to load in the strict
+--   sandbox, as a set (`{ [file] = true }`), or true for all of them.
+--   Each consumer gets `sandbox`, "strict" or "default": what it runs in.
+--   A file loaded outside it whose consumer asks for it is listed in the
+--   list's `restrict` field: load again with it in strict.
 -- @raise when files is not a list of strings
-function M.load_handlers(files, keep_events)
+function M.load_handlers(files, keep_events, strict)
   if not keep_events then catalog.reset() end
   if type(files) ~= "table" then
     error("load_handlers: 'files' must be a list of paths, got " .. type(files), 2)
@@ -319,8 +365,15 @@ function M.load_handlers(files, keep_events)
   end
   local consumers, defined_in = {}, {}
   for _, file in ipairs(files) do
-    local list, version = load_handler(file)
+    local file_strict = strict == true or (type(strict) == "table" and strict[file] == true)
+    local list, version = load_handler(file, file_strict)
     if not list then return nil, version end
+    local runs_strict, serr = file_sandbox(file, list, file_strict, strict == true)
+    if runs_strict == nil then return nil, serr end
+    if runs_strict and not file_strict then
+      consumers.restrict = consumers.restrict or {}
+      consumers.restrict[#consumers.restrict + 1] = file
+    end
     for _, c in ipairs(list) do
       if defined_in[c.name] then
         return nil, string.format("%s: consumer '%s' is already defined in %s", file,
@@ -330,6 +383,7 @@ function M.load_handlers(files, keep_events)
       local copy = {}
       for k, v in pairs(c) do copy[k] = v end
       copy.file, copy.version, copy.index = file, version, #consumers + 1
+      copy.sandbox = runs_strict and "strict" or "default"
       consumers[#consumers + 1] = setmetatable(copy, eddy.Consumer)
     end
   end
@@ -521,6 +575,10 @@ local function check_app(path, t, opts)
     fail(p .. "'admin_public' must be true or false, got " .. got(public))
   end
   app.admin_public = public == true
+  if t.sandbox ~= nil and t.sandbox ~= "strict" and t.sandbox ~= "default" then
+    fail(p .. "'sandbox' must be \"strict\" or \"default\", got " .. got(t.sandbox))
+  end
+  app.sandbox = t.sandbox or "default"
   if t.broker ~= nil then
     if type(t.broker) ~= "string" or not t.broker:match("^kafka://.") then
       fail(p .. "'broker' must be a kafka:// URL (kafka://HOST:PORT[,HOST:PORT...]), got " ..
@@ -603,14 +661,17 @@ local load_app   -- below: the body of load
 -- `*.lua` files directly in it (hidden ones excepted), sorted by name.
 -- Topics are only checked here, not looked up in the store.
 -- @tparam string path the app file
--- @tparam[opt] table opts `{ data = DIR }`: a data directory that
---   overrides the app's (used as given, e.g. from `--data`)
+-- @tparam[opt] table opts `{ data = DIR, strict_files = { path, ... } }`:
+--   a data directory that overrides the app's (used as given, e.g. from
+--   `--data`), and handler files to load in the strict sandbox (those the
+--   last load listed in `restrict`)
 -- @treturn table `{ file = path, dir =, data =, workers =, topics = { name
 --   = { partitions =, retention_ms =, retention_bytes =, max_message_bytes
 --   = } }, handler_files = { path, ... }, handler_dirs = { the
 --   directories among the handlers entries }, consumers = { consumer, ... },
---   admin =, broker =, kafka = }`; consumers as `load_handlers` returns
---   them, for handler_files
+--   admin =, broker =, kafka =, sandbox = "strict"|"default", strict_files
+--   = { path, ... }, restrict = nil | { path, ... } }`; consumers as
+--   `load_handlers` returns them, for handler_files
 -- @return or `nil, message`, e.g. `"cannot open app 'x/eddy.lua': No such
 --   file or directory"`, `"eddy.lua: the app defines no consumers"`
 -- @raise when path is not a string or opts is not a table of known options
@@ -621,10 +682,15 @@ function M.load(path, opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then error("load: 'opts' must be a table, got " .. type(opts), 2) end
   for k in pairs(opts) do
-    if k ~= "data" then error("load: " .. eddy._unknown_option("option", k, LOAD_OPTIONS), 2) end
+    if k ~= "data" and k ~= "strict_files" then
+      error("load: " .. eddy._unknown_option("option", k, LOAD_OPTIONS), 2)
+    end
   end
   if opts.data ~= nil and type(opts.data) ~= "string" then
     error("load: opts.data must be a string, got " .. type(opts.data), 2)
+  end
+  if opts.strict_files ~= nil and type(opts.strict_files) ~= "table" then
+    error("load: opts.strict_files must be a list of paths, got " .. type(opts.strict_files), 2)
   end
   -- Handlers may require modules kept beside the app, as they do in the
   -- workers (runtime/lctx.c); what they load is forgotten after, so that
@@ -660,8 +726,22 @@ function load_app(path, opts)
     if getmetatable(app) == Failure then return nil, escape_controls(app.msg) end
     error(app, 0)
   end
-  local consumers, lerr = M.load_handlers(app.handler_files, true)
+  local strict = app.sandbox == "strict"
+  if not strict and opts.strict_files then strict = eddy._set_of(opts.strict_files) end
+  local consumers, lerr = M.load_handlers(app.handler_files, true, strict)
   if not consumers then return nil, lerr end
+  -- The files that run strict; `restrict` lists those loaded outside the
+  -- strict sandbox here (one of their consumers asked for it): the caller
+  -- loads the app again, in a new state, with them in strict_files.
+  app.restrict = consumers.restrict
+  app.strict_files = {}
+  local listed = {}
+  for _, c in ipairs(consumers) do
+    if c.sandbox == "strict" and not listed[c.file] then
+      listed[c.file] = true
+      app.strict_files[#app.strict_files + 1] = c.file
+    end
+  end
   if #consumers == 0 then return nil, path .. ": the app defines no consumers" end
   app.consumers = consumers
   -- The event catalog: what the app file and the files it loads declared.

@@ -225,11 +225,14 @@ local DEFAULT_MAX_BACKOFF_MS = 30000
 local DEFAULT_INSTRUCTIONS = 50000000
 local DEFAULT_MEMORY = 64 * MIB
 local MIN_INSTRUCTIONS = 1000
+local DEFAULT_TIMEOUT_MS = 30000
+local MIN_TIMEOUT_MS = 10
+local DEFAULT_EMITS = 100000
 
 local CONSUMER_OPTIONS = { "name", "topics", "handle", "dedupe", "retry",
-                           "dlq", "from", "limits", "consumes", "emits" }
+                           "dlq", "from", "limits", "consumes", "emits", "sandbox" }
 local RETRY_OPTIONS = { "attempts", "backoff", "max_backoff" }
-local LIMITS_OPTIONS = { "instructions", "memory" }
+local LIMITS_OPTIONS = { "instructions", "memory", "timeout", "emits" }
 
 -- The optimal string alignment distance between a and b (insertions,
 -- deletions, substitutions and swaps of two neighbours cost 1 each),
@@ -453,8 +456,8 @@ end
 local function check_limits(p, limits)
   if limits == nil then limits = {} end
   if type(limits) ~= "table" then
-    fail(p .. "'limits' must be a table ({ instructions =, memory = }), got " ..
-         type(limits))
+    fail(p .. "'limits' must be a table ({ instructions =, memory =, timeout =, emits = }), " ..
+         "got " .. type(limits))
   end
   check_keys(p, "limits option", limits, LIMITS_OPTIONS)
   local instructions = DEFAULT_INSTRUCTIONS
@@ -481,7 +484,22 @@ local function check_limits(p, limits)
            got(limits.memory))
     end
   end
-  return { instructions = instructions, memory = memory }
+  local timeout = DEFAULT_TIMEOUT_MS
+  if limits.timeout ~= nil then
+    timeout = M._duration_ms(limits.timeout)
+    if not timeout or timeout < MIN_TIMEOUT_MS then
+      fail(p .. "limits.timeout must be a duration of at least " .. MIN_TIMEOUT_MS ..
+           "ms (e.g. 500ms, 30s, 5m) or a number of milliseconds, got " .. got(limits.timeout))
+    end
+  end
+  local emits = DEFAULT_EMITS
+  if limits.emits ~= nil then
+    emits = integer(limits.emits)
+    if not emits or emits < 1 then
+      fail(p .. "limits.emits must be an integer >= 1, got " .. got(limits.emits))
+    end
+  end
+  return { instructions = instructions, memory = memory, timeout_ms = timeout, emits = emits }
 end
 
 -- The checked copy of a consumer definition; fails on any mistake.
@@ -547,6 +565,11 @@ local function normalize(def)
   c.from = from
 
   c.limits = check_limits(p, def.limits)
+
+  if def.sandbox ~= nil and def.sandbox ~= "strict" and def.sandbox ~= "default" then
+    fail(p .. "'sandbox' must be \"strict\" or \"default\", got " .. got(def.sandbox))
+  end
+  c.sandbox = def.sandbox
 
   -- The event types it reads and emits, for the catalog and eddy flows;
   -- emitting a type not in emits is refused.
@@ -627,16 +650,22 @@ end
 -- @tparam[opt="beginning"] string def.from `"beginning"` or `"end"`: where
 --   the consumer starts on a partition where it has no stored offset
 -- @tparam[opt] table def.limits `{ instructions = 50000000, memory =
---   "64MiB" }`: the instruction budget of one handler call (>= 1000) and
---   the memory cap of a Lua state (a size or bytes, >= 1 MiB)
+--   "64MiB", timeout = "30s", emits = 100000 }`: the instruction budget of
+--   one handler call (>= 1000), the memory cap of a Lua state (a size or
+--   bytes, >= 1 MiB; the events and state writes a call holds count too),
+--   the wall-clock time of one call (>= 10ms) and the events one call may
+--   emit (>= 1)
+-- @tparam[opt] string def.sandbox `"strict"`: the consumer's file runs in
+--   the strict sandbox (docs/handlers.md); `"default"` or absent: the
+--   app's
 -- @tparam[opt] string|{string,...} def.consumes the event types it reads,
 --   for `eddy catalog docs` and `eddy flows` (it still gets every message)
 -- @tparam[opt] string|{string,...} def.emits the event types it emits;
 --   `ctx:emit` of another type raises
 -- @treturn table `{ name =, topics = {...}, handle =, dedupe =, retry =
 --   { attempts =, backoff_ms =, max_backoff_ms = }, dlq =, from =, limits =
---   { instructions =, memory = }, consumes =, emits = }` (dedupe, dlq, consumes
---   and emits may be nil)
+--   { instructions =, memory =, timeout_ms =, emits = }, consumes =, emits =,
+--   sandbox = }` (dedupe, dlq, consumes, emits and sandbox may be nil)
 -- @raise on any mistake in def, e.g. `"consumer 'x': 'handle' is missing
 --   (a function(msg, ctx))"`, at the caller's position
 function M.consumer(def)

@@ -55,7 +55,7 @@ local set_of = eddy._set_of
 local guarded = eddy._guarded
 
 -- Options passed through to the consumer underneath.
-local PASS = { "retry", "dedupe", "dlq", "from", "limits" }
+local PASS = { "retry", "dedupe", "dlq", "from", "limits", "sandbox" }
 
 local function consumer_opts(def, t)
   for _, k in ipairs(PASS) do t[k] = def[k] end
@@ -67,7 +67,7 @@ end
 ---------------------------------------------------------------------------
 
 local RULE_OPTIONS = { "name", "topic", "topics", "emits", "retry", "dedupe", "dlq", "from",
-                       "limits" }
+                       "limits", "sandbox" }
 
 local function check_rule(args)
   local types, opts, fn = args[1], args[2], args[3]
@@ -122,7 +122,7 @@ end
 ---------------------------------------------------------------------------
 
 local SAGA_OPTIONS = { "name", "topics", "start", "abort", "correlate", "init", "steps",
-                       "retry", "dedupe", "dlq", "from", "limits" }
+                       "retry", "dedupe", "dlq", "from", "limits", "sandbox" }
 local STEP_OPTIONS = { "name", "command", "send", "emits", "on", "timeout", "compensation",
                        "compensate", "compensation_emits" }
 
