@@ -100,14 +100,24 @@ int eddy_cli_fail(const eddy_cli_args *a, const char *fmt, ...) {
   return EDDY_EXIT_FAIL;
 }
 
+/* 1 when s is an optional '-' and digits: a whole number, maybe too big
+ * for any range. */
+static int all_digits(const char *s) {
+  if (!s) return 0;
+  if (*s == '-') s++;
+  if (!*s) return 0;
+  for (; *s; s++) if (*s < '0' || *s > '9') return 0;
+  return 1;
+}
+
 int eddy_cli_int(const eddy_cli_args *a, const char *name, int64_t min,
                  int64_t max, int64_t *v) {
   const char *s = eddy_cli_value(a, name);
-  if (eddy_parse_int(s, INT64_MIN + 1, INT64_MAX, v) != 0) {
+  if (eddy_parse_int(s, INT64_MIN + 1, INT64_MAX, v) != 0 && !all_digits(s)) {
     eddy_cli_usage_error(a, "--%s expects a whole number, got '%s'", name, s);
     return -1;
   }
-  if (*v < min || *v > max) {
+  if (eddy_parse_int(s, min, max, v) != 0) {
     eddy_cli_usage_error(a, "--%s must be between %lld and %lld, got %s", name,
                          (long long)min, (long long)max, s);
     return -1;
@@ -124,24 +134,27 @@ int eddy_cli_kafka_or(const eddy_cli_args *a, const char *fallback, eddy_kafka *
   const char *broker = eddy_cli_value(a, "broker");
   if (!broker && fallback && *fallback) broker = fallback;
   const char *props[2 * 64 + 1];
-  int n = 0;
+  int n = 0, rc = 0;
   const char *p;
-  for (int i = 0; (p = eddy_cli_nth(a, "kafka", i)); i++) {
+  for (int i = 0; !rc && (p = eddy_cli_nth(a, "kafka", i)); i++) {
     const char *eq = strchr(p, '=');
     if (!eq || eq == p)
-      return eddy_cli_usage_error(a, "--kafka '%s' is not NAME=VALUE", p);
-    if (!broker) return eddy_cli_usage_error(a, "--kafka needs --broker");
-    if (n == 2 * 64) return eddy_cli_usage_error(a, "more than 64 --kafka properties");
-    props[n++] = strndup(p, (size_t)(eq - p));
-    props[n++] = eq + 1;
+      rc = eddy_cli_usage_error(a, "--kafka '%s' is not NAME=VALUE", p);
+    else if (!broker)
+      rc = eddy_cli_usage_error(a, "--kafka needs --broker");
+    else if (n == 2 * 64)
+      rc = eddy_cli_usage_error(a, "too many --kafka properties (max 64)");
+    else {
+      props[n++] = strndup(p, (size_t)(eq - p));
+      props[n++] = eq + 1;
+    }
   }
   props[n] = NULL;
-  if (!broker) return 0;
   char err[512];
-  int rc = eddy_kafka_open(broker, props, k, err, sizeof err);
+  if (!rc && broker && eddy_kafka_open(broker, props, k, err, sizeof err) != 0)
+    rc = eddy_cli_usage_error(a, "%s", err);
   for (int i = 0; i < n; i += 2) free((char *)props[i]);
-  if (rc != 0) return eddy_cli_usage_error(a, "%s", err);
-  return 0;
+  return rc;
 }
 
 const char *eddy_cli_data_dir(const eddy_cli_args *a) {
@@ -153,7 +166,7 @@ const char *eddy_cli_data_dir(const eddy_cli_args *a) {
 
 eddy_store *eddy_cli_open(const eddy_cli_args *a, int create) {
   const char *dir = eddy_cli_data_dir(a);
-  eddy_store_options o = { create, 0 };
+  eddy_store_options o = { create == 1, 0 };
   int64_t t;
   if (eddy_cli_value(a, "lock-timeout")) {
     /* Checked by eddy_cli_main already: a bad value is a usage error. */
@@ -162,7 +175,9 @@ eddy_store *eddy_cli_open(const eddy_cli_args *a, int create) {
   }
   char err[512];
   eddy_store *s;
-  if (eddy_store_open(dir, &o, &s, err, sizeof err) != 0) {
+  int rc = create == EDDY_CLI_READ ? eddy_store_open_read(dir, &o, &s, err, sizeof err)
+                                   : eddy_store_open(dir, &o, &s, err, sizeof err);
+  if (rc != 0) {
     eddy_cli_fail(a, "%s", err);
     return NULL;
   }
@@ -278,7 +293,7 @@ static int parse(const eddy_cli_cmd *c, int argc, char **argv, int i,
     char *arg = argv[i];
     if (only_pos || arg[0] != '-' || strcmp(arg, "-") == 0) {
       if (a->npos == EDDY_CLI_MAX_POS)
-        return eddy_cli_usage_error(a, "too many arguments");
+        return eddy_cli_usage_error(a, "too many arguments (max %d)", EDDY_CLI_MAX_POS);
       a->pos[a->npos++] = arg;
       continue;
     }
@@ -315,8 +330,10 @@ static int parse(const eddy_cli_cmd *c, int argc, char **argv, int i,
     } else if (!o->arg && value) {
       return eddy_cli_usage_error(a, "option '--%s' takes no value", o->name);
     }
+    if (!strstr(o->help, "(repeatable") && eddy_cli_flag(a, o->name))
+      return eddy_cli_usage_error(a, "option '--%s' given twice", o->name);
     if (a->nseen == EDDY_CLI_MAX_SEEN)
-      return eddy_cli_usage_error(a, "too many options");
+      return eddy_cli_usage_error(a, "too many options (max %d)", EDDY_CLI_MAX_SEEN);
     a->seen[a->nseen].name = o->name;
     a->seen[a->nseen++].value = value ? value : "";
   }
@@ -376,10 +393,10 @@ int eddy_cli_main(int argc, char **argv) {
         return eddy_cli_usage_error(NULL, "option '--%s' needs a value", name);
       value = argv[++i];
     }
+    if (eddy_cli_flag(&pre, name))
+      return eddy_cli_usage_error(NULL, "option '--%s' given twice", name);
     pre.seen[pre.nseen].name = name;
     pre.seen[pre.nseen++].value = value;
-    if (pre.nseen == EDDY_CLI_MAX_SEEN)
-      return eddy_cli_usage_error(NULL, "too many options");
     i++;
   }
   if (i >= argc) {

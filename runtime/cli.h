@@ -21,7 +21,10 @@
 /* Runs the command line; returns the process exit status. */
 int eddy_cli_main(int argc, char **argv);
 
-/* One option of a command.  name is the long name without dashes. */
+/* One option of a command.  name is the long name without dashes.  An
+ * option may be given once: twice is a usage error ("option '--key' given
+ * twice"), unless its help says "(repeatable", as --header's does, so that
+ * the help always tells which options repeat. */
 typedef struct eddy_cli_opt {
   const char *name;
   char short_name;
@@ -55,7 +58,7 @@ struct eddy_cli_cmd {
 
 /* 1 when flag name was given. */
 int eddy_cli_flag(const eddy_cli_args *a, const char *name);
-/* The last value given for option name, or NULL. */
+/* The value given for option name, or NULL. */
 const char *eddy_cli_value(const eddy_cli_args *a, const char *name);
 /* The i-th value (from 0) given for a repeatable option, or NULL. */
 const char *eddy_cli_nth(const eddy_cli_args *a, const char *name, int i);
@@ -85,8 +88,12 @@ int eddy_cli_kafka_or(const eddy_cli_args *a, const char *fallback, struct eddy_
 /* The data directory: --data, else $EDDY_DATA, else ./data. */
 const char *eddy_cli_data_dir(const eddy_cli_args *a);
 
-/* Opens the store named by --data (default $EDDY_DATA, else ./data).
- * Prints the error and returns NULL on failure. */
+/* Opens the store named by --data (default $EDDY_DATA, else ./data):
+ * create 1 makes it when missing, 0 opens an existing one, and
+ * EDDY_CLI_READ opens an existing one for a command that only reads, which
+ * works in a directory it cannot write (eddy_store_open_read).  Prints the
+ * error and returns NULL on failure. */
+#define EDDY_CLI_READ 2
 eddy_store *eddy_cli_open(const eddy_cli_args *a, int create);
 
 /* Parses an integer option value; on a malformed value prints a usage error

@@ -103,16 +103,26 @@ static int list_one(void *ud, const eddy_dlq_entry *e) {
   return 0;
 }
 
+/* Reads an entry without printing it: the listing's first pass. */
+static int check_one(void *ud, const eddy_dlq_entry *e) {
+  (void)ud;
+  (void)e;
+  return 0;
+}
+
 static int run_list(const eddy_cli_args *a) {
-  eddy_store *s = eddy_cli_open(a, 0);
+  eddy_store *s = eddy_cli_open(a, EDDY_CLI_READ);
   if (!s) return EDDY_EXIT_FAIL;
   struct list_ctx c = { eddy_cli_flag(a, "json"), EDDY_BUF_INIT, 0 };
-  if (!c.json)
+  const char *consumer = eddy_cli_value(a, "consumer");
+  int which = eddy_cli_flag(a, "all") ? EDDY_DLQ_ALL : EDDY_DLQ_PENDING;
+  /* Read through once before printing, so that a store that fails
+   * part-way (damaged) prints its error alone, not half a listing. */
+  int rc = eddy_dlq_foreach(s, consumer, which, check_one, NULL);
+  if (rc == 0 && !c.json)
     printf("%-6s %-20s %-36s %-24s %8s  %-24s %s\n", "SEQ", "CONSUMER", "ID", "FROM",
            "ATTEMPTS", "QUARANTINED", "ERROR");
-  int rc = eddy_dlq_foreach(s, eddy_cli_value(a, "consumer"),
-                            eddy_cli_flag(a, "all") ? EDDY_DLQ_ALL : EDDY_DLQ_PENDING,
-                            list_one, &c);
+  if (rc == 0) rc = eddy_dlq_foreach(s, consumer, which, list_one, &c);
   eddy_buf_free(&c.b);
   if (rc) rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(s));
   eddy_store_close(s);
@@ -169,7 +179,7 @@ static int show_one(void *ud, const eddy_dlq_entry *e) {
 }
 
 static int run_show(const eddy_cli_args *a) {
-  eddy_store *s = eddy_cli_open(a, 0);
+  eddy_store *s = eddy_cli_open(a, EDDY_CLI_READ);
   if (!s) return EDDY_EXIT_FAIL;
   struct list_ctx c = { eddy_cli_flag(a, "json"), EDDY_BUF_INIT, 0 };
   int rc = eddy_dlq_find(s, a->pos[0], eddy_cli_value(a, "consumer"), show_one, &c);
@@ -247,22 +257,36 @@ static int run_replay(const eddy_cli_args *a) {
   struct seqs q = { NULL, 0, 0 };
   int rc = collect(a, s, &q);
   int dry = eddy_cli_flag(a, "dry-run");
-  int bar = eddy_cli_flag(a, "all") && !dry && isatty(STDERR_FILENO) && q.n > 1;
+  int all = eddy_cli_flag(a, "all");
+  int bar = all && !dry && isatty(STDERR_FILENO) && q.n > 1;
+  size_t done = 0, skipped = 0;
   for (size_t i = 0; rc == 0 && i < q.n; i++) {
     if (dry) {
       printf("would replay %" PRId64 "\n", q.v[i]);
+      done++;
       continue;
     }
     int p;
     int64_t off;
-    rc = eddy_dlq_replay(s, k, q.v[i], &p, &off);
-    if (rc == 0 && !bar) printf("replayed %" PRId64 " to partition %d offset %" PRId64 "\n",
-                                q.v[i], p, off);
+    /* --all replays what is pending when its turn comes: another replay
+     * running at once may have taken an entry since it was listed. */
+    rc = eddy_dlq_replay(s, k, q.v[i], all, &p, &off);
+    if (rc == 1) { rc = 0; skipped++; }
+    else if (rc == 0) {
+      done++;
+      if (!bar) printf("replayed %" PRId64 " to partition %d offset %" PRId64 "\n",
+                       q.v[i], p, off);
+    }
     if (rc == 0 && bar) progress(i + 1, q.n);
   }
-  if (rc == 0) printf("%s %zu message%s%s%s\n", dry ? "would replay" : "replayed", q.n,
-                      q.n == 1 ? "" : "s", k ? " on Kafka at " : "",
-                      k ? eddy_kafka_bootstrap_servers(k) : "");
+  if (rc == 0 && skipped)
+    printf("replayed %zu message%s%s%s (%zu others were replayed or purged meanwhile by another process)\n",
+           done, done == 1 ? "" : "s", k ? " on Kafka at " : "",
+           k ? eddy_kafka_bootstrap_servers(k) : "", skipped);
+  else if (rc == 0)
+    printf("%s %zu message%s%s%s\n", dry ? "would replay" : "replayed", done,
+           done == 1 ? "" : "s", k ? " on Kafka at " : "",
+           k ? eddy_kafka_bootstrap_servers(k) : "");
   else rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(s));
   free(q.v);
   eddy_store_close(s);
@@ -285,7 +309,9 @@ const eddy_cli_cmd eddy_cmd_dlq_replay = {
   "original topic again.  It keeps the message id, so consumers that\n"
   "handled the message already drop the copy: replaying twice handles it\n"
   "once.  The data directory of an app that runs on Kafka remembers its\n"
-  "broker, and replays go there (--broker and --kafka say otherwise).\n",
+  "broker, and replays go there (--broker and --kafka say otherwise).\n"
+  "--all replays each entry that is still pending when its turn comes: two\n"
+  "replays --all at once replay every entry once between them.\n",
   replay_opts, 0, EDDY_CLI_MAX_POS, run_replay
 };
 

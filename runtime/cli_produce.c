@@ -46,7 +46,7 @@ struct producer {
   eddy_produced out[BATCH];
   eddy_buf print;
   int64_t produced;
-  int64_t fail_line;            /* Kafka: the first line not written, -1: VALUE */
+  int64_t fail_line;            /* the first line not written, -1: VALUE */
 };
 
 /* Writes the batch.  On Kafka a failed batch may be partly written, lines
@@ -87,11 +87,16 @@ static const char *errmsg(const struct producer *p) {
   return p->k ? eddy_kafka_errmsg(p->k) : eddy_store_errmsg(p->s);
 }
 
-/* A failed flush, said in full: on Kafka which line failed and how many
- * were written anyway. */
+/* A failed flush, said in full: which line failed and how many were
+ * written anyway.  The embedded log writes a batch in one transaction, so
+ * every line before the batch is written and none of it, as for a line the
+ * topic refuses; on Kafka, lines after the failed one may be written. */
 static int flush_failed(struct producer *p) {
-  if (!p->k || p->fail_line == 0) return eddy_cli_fail(p->a, "%s", errmsg(p));
-  if (p->fail_line < 0) return eddy_cli_fail(p->a, "%s", errmsg(p));
+  if (p->fail_line <= 0) return eddy_cli_fail(p->a, "%s", errmsg(p));
+  if (!p->k)
+    return eddy_cli_fail(p->a, "line %" PRId64 ": %s (%" PRId64 " message%s before it "
+                         "produced)", p->fail_line, errmsg(p), p->produced,
+                         p->produced == 1 ? "" : "s");
   return eddy_cli_fail(p->a, "line %" PRId64 ": %s (%" PRId64 " message%s written, some "
                        "of them from later lines: Kafka writes partitions independently; "
                        "--json lists each one written)", p->fail_line, errmsg(p),
@@ -126,7 +131,7 @@ static int run_produce(const eddy_cli_args *a) {
     if (eq == h)
       return eddy_cli_usage_error(a, "header '%s' has an empty name", h);
     if (nheaders == MAX_HEADERS)
-      return eddy_cli_usage_error(a, "more than %d headers", MAX_HEADERS);
+      return eddy_cli_usage_error(a, "too many headers (max %d)", MAX_HEADERS);
     headers[nheaders].name = h;
     headers[nheaders].name_len = (size_t)(eq - h);
     headers[nheaders].value = eq + 1;
@@ -137,7 +142,7 @@ static int run_produce(const eddy_cli_args *a) {
   if (type) {
     if (!*type) return eddy_cli_usage_error(a, "--type is empty");
     if (nheaders == MAX_HEADERS)
-      return eddy_cli_usage_error(a, "more than %d headers", MAX_HEADERS);
+      return eddy_cli_usage_error(a, "too many headers (max %d)", MAX_HEADERS);
     headers[nheaders++] = (eddy_header){ "eddy-type", 9, type, strlen(type) };
   }
   const char *version = eddy_cli_value(a, "version");
@@ -146,7 +151,7 @@ static int run_produce(const eddy_cli_args *a) {
     if (!type) return eddy_cli_usage_error(a, "--version needs --type");
     if (eddy_cli_int(a, "version", 1, INT32_MAX, &v) != 0) return EDDY_EXIT_USAGE;
     if (nheaders == MAX_HEADERS)
-      return eddy_cli_usage_error(a, "more than %d headers", MAX_HEADERS);
+      return eddy_cli_usage_error(a, "too many headers (max %d)", MAX_HEADERS);
     headers[nheaders++] = (eddy_header){ "eddy-version", 12, version, strlen(version) };
   }
   int partition = -1;
@@ -282,6 +287,7 @@ const eddy_cli_cmd eddy_cmd_produce = {
   "With VALUE, writes one message.  Without it, reads standard input and\n"
   "writes one message per line (the newline removed), committing every 1000\n"
   "lines.  A line the topic refuses stops the run: the lines before it are\n"
-  "written, it and the rest are not, and the exit status is 1.\n",
+  "written, it and the rest are not, and the exit status is 1.  A batch the\n"
+  "store cannot take (a full disk) stops it the same way, at its first line.\n",
   produce_opts, 1, 2, run_produce
 };

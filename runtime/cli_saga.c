@@ -10,9 +10,12 @@
 #include "sandbox.h"
 #include "state.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -28,11 +31,18 @@ static eddy_store *store_of(lua_State *L) {
   return s;
 }
 
+/* Raises the store's last error as it is (luaL_error would put the Lua
+ * caller's place before it). */
+static int store_error(lua_State *L, eddy_store *s) {
+  lua_pushstring(L, eddy_store_errmsg(s));
+  return lua_error(L);
+}
+
 /* tool.consumers() -> { name, ... } in name order. */
 static int t_consumers(lua_State *L) {
   eddy_store *s = store_of(L);
   sqlite3_stmt *st = eddy_store_stmt(s, "SELECT name FROM consumers ORDER BY name");
-  if (!st) return luaL_error(L, "%s", eddy_store_errmsg(s));
+  if (!st) return store_error(L, s);
   lua_newtable(L);
   int n = 0, rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -40,7 +50,10 @@ static int t_consumers(lua_State *L) {
     lua_rawseti(L, -2, ++n);
   }
   sqlite3_reset(st);
-  if (rc != SQLITE_DONE) return luaL_error(L, "reading consumers: %s", sqlite3_errstr(rc));
+  if (rc != SQLITE_DONE) {
+    eddy_store_sqlerr(s, rc, "reading consumers");
+    return store_error(L, s);
+  }
   return 1;
 }
 
@@ -67,11 +80,10 @@ static int t_state(lua_State *L) {
   size_t plen;
   const char *prefix = luaL_optlstring(L, 2, "", &plen);
   int64_t id;
-  if (eddy_consumer_lookup(s, name, &id) != 0) return luaL_error(L, "%s", eddy_store_errmsg(s));
+  if (eddy_consumer_lookup(s, name, &id) != 0) return store_error(L, s);
   lua_newtable(L);
   struct state_ctx c = { L, prefix, plen, 0 };
-  if (eddy_state_foreach(s, id, state_one, &c) < 0)
-    return luaL_error(L, "%s", eddy_store_errmsg(s));
+  if (eddy_state_foreach(s, id, state_one, &c) < 0) return store_error(L, s);
   return 1;
 }
 
@@ -106,8 +118,7 @@ static int t_quarantined(lua_State *L) {
   eddy_store *s = store_of(L);
   const char *name = luaL_checkstring(L, 1);
   lua_newtable(L);
-  if (eddy_dlq_foreach(s, name, EDDY_DLQ_PENDING, dlq_one, L) < 0)
-    return luaL_error(L, "%s", eddy_store_errmsg(s));
+  if (eddy_dlq_foreach(s, name, EDDY_DLQ_PENDING, dlq_one, L) < 0) return store_error(L, s);
   return 1;
 }
 
@@ -119,9 +130,34 @@ static int t_time(lua_State *L) {
   return 1;
 }
 
+/* tool.write_file(path, text) -> true, or nil and why.  Writes text to
+ * path, which is created for its owner only (0600, whatever the umask)
+ * when it does not exist; an existing file keeps its mode. */
+static int t_write_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t n;
+  const char *text = luaL_checklstring(L, 2, &n);
+  int fd = eddy_private_open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+  int e = 0;
+  if (fd < 0) e = errno;
+  for (size_t done = 0; fd >= 0 && !e && done < n;) {
+    ssize_t w = write(fd, text + done, n - done);
+    if (w < 0 && errno != EINTR) e = errno;
+    else if (w > 0) done += (size_t)w;
+  }
+  if (fd >= 0 && close(fd) != 0 && !e) e = errno;
+  if (e) {
+    luaL_pushfail(L);
+    lua_pushstring(L, strerror(e));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static const luaL_Reg tool_funcs[] = {
   { "consumers", t_consumers }, { "state", t_state }, { "quarantined", t_quarantined },
-  { "time", t_time }, { NULL, NULL }
+  { "time", t_time }, { "write_file", t_write_file }, { NULL, NULL }
 };
 
 /* Runs eddy.tools.<fn>(tool, opts) where opts holds the positional
@@ -173,7 +209,7 @@ int eddy_cli_run_tool(const eddy_cli_args *a, const char *fn, eddy_store *s,
 }
 
 static int with_store(const eddy_cli_args *a, const char *fn, const char *const *opts) {
-  eddy_store *s = eddy_cli_open(a, 0);
+  eddy_store *s = eddy_cli_open(a, EDDY_CLI_READ);
   if (!s) return EDDY_EXIT_FAIL;
   int rc = eddy_cli_run_tool(a, fn, s, opts);
   eddy_store_close(s);

@@ -11,7 +11,7 @@
 #include <string.h>
 
 static int run_get(const eddy_cli_args *a) {
-  eddy_store *s = eddy_cli_open(a, 0);
+  eddy_store *s = eddy_cli_open(a, EDDY_CLI_READ);
   if (!s) return EDDY_EXIT_FAIL;
   int64_t id;
   eddy_buf v = EDDY_BUF_INIT;
@@ -67,12 +67,22 @@ static int list_one(void *ud, const char *key, size_t key_len, const char *value
   return 0;
 }
 
+/* Reads an entry without printing it: the listing's first pass. */
+static int check_one(void *ud, const char *key, size_t key_len, const char *value,
+                     size_t value_len, int64_t updated_at) {
+  (void)ud; (void)key; (void)key_len; (void)value; (void)value_len; (void)updated_at;
+  return 0;
+}
+
 static int run_list(const eddy_cli_args *a) {
-  eddy_store *s = eddy_cli_open(a, 0);
+  eddy_store *s = eddy_cli_open(a, EDDY_CLI_READ);
   if (!s) return EDDY_EXIT_FAIL;
   int64_t id;
   struct list_ctx c = { eddy_cli_flag(a, "json"), EDDY_BUF_INIT };
   int rc = eddy_consumer_lookup(s, a->pos[0], &id);
+  /* Read through once before printing, so that a store that fails
+   * part-way (damaged) prints its error alone, not half a listing. */
+  if (rc == 0) rc = eddy_state_foreach(s, id, check_one, NULL);
   if (rc == 0) rc = eddy_state_foreach(s, id, list_one, &c);
   if (rc) rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(s));
   eddy_buf_free(&c.b);

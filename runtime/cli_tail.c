@@ -62,18 +62,13 @@ static void json_bytes(eddy_buf *b, const char *field, const void *p, size_t n) 
   }
 }
 
-/* Writes text as a JSON string; bytes that are not UTF-8 become U+FFFD, so
- * the line stays valid JSON (used for header names only). */
-static void json_text(eddy_buf *b, const char *p, size_t n) {
-  if (eddy_utf8_valid(p, n)) { eddy_buf_json_str(b, p, n); return; }
-  eddy_buf tmp = EDDY_BUF_INIT;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)p[i];
-    if (c < 0x80) eddy_buf_add(&tmp, &p[i], 1);
-    else eddy_buf_add(&tmp, "\xef\xbf\xbd", 3);
-  }
-  eddy_buf_json_str(b, tmp.data ? tmp.data : "", tmp.len);
-  eddy_buf_free(&tmp);
+/* A header name as a JSON string: its base64 when the message's names
+ * are written so (one of them is not UTF-8), else the name itself. */
+static void json_header_name(eddy_buf *b, const char *p, size_t n, int base64) {
+  if (!base64) { eddy_buf_json_str(b, p, n); return; }
+  eddy_buf_puts(b, "\"");
+  eddy_buf_base64(b, p, n);
+  eddy_buf_puts(b, "\"");
 }
 
 /* A header value: a JSON string, or its base64 when it is not UTF-8. */
@@ -100,6 +95,13 @@ void eddy_cli_message_json(eddy_buf *b, const eddy_message *m) {
   size_t pos = 0, count = 0, start = 0;
   int binary = 0;
   eddy_header h, e;
+  /* Names are bytes too.  When one is not UTF-8, every name of the message
+   * is written in base64 (flagged by header_names_encoding): encoding only
+   * that one could make it equal to another name written as it is. */
+  int names64 = 0;
+  while (!names64 && eddy_headers_next(m->headers, m->headers_len, &pos, &h) == 1)
+    names64 = !eddy_utf8_valid(h.name, h.name_len);
+  pos = 0;
   for (; eddy_headers_next(m->headers, m->headers_len, &pos, &h) == 1; start = pos) {
     /* O(n^2) in the number of headers, which is small. */
     int earlier = 0, repeats = 0;
@@ -113,7 +115,7 @@ void eddy_cli_message_json(eddy_buf *b, const eddy_message *m) {
       if (e.name_len == h.name_len && memcmp(e.name, h.name, h.name_len) == 0)
         repeats++;
     if (count++) eddy_buf_puts(b, ",");
-    json_text(b, h.name, h.name_len);
+    json_header_name(b, h.name, h.name_len, names64);
     eddy_buf_puts(b, repeats ? ":[" : ":");
     json_header_value(b, h.value, h.value_len, &binary);
     q = pos;
@@ -125,6 +127,7 @@ void eddy_cli_message_json(eddy_buf *b, const eddy_message *m) {
     if (repeats) eddy_buf_puts(b, "]");
   }
   eddy_buf_puts(b, "}");
+  if (names64) eddy_buf_puts(b, ",\"header_names_encoding\":\"base64\"");
   if (binary) {
     /* Name the headers whose values were written as base64. */
     eddy_buf_puts(b, ",\"headers_base64\":[");
@@ -133,7 +136,7 @@ void eddy_cli_message_json(eddy_buf *b, const eddy_message *m) {
     while (eddy_headers_next(m->headers, m->headers_len, &pos, &h) == 1)
       if (!eddy_utf8_valid(h.value, h.value_len)) {
         if (k++) eddy_buf_puts(b, ",");
-        json_text(b, h.name, h.name_len);
+        json_header_name(b, h.name, h.name_len, names64);
       }
     eddy_buf_puts(b, "]");
   }
@@ -165,6 +168,26 @@ static int fetch(struct tail *t, int p, int64_t from, int max, eddy_message_cb c
 static int offsets(struct tail *t, int p, int64_t *start, int64_t *end) {
   return t->k ? eddy_kafka_offsets(t->k, t->topic, p, start, end)
               : eddy_log_offsets(t->s, t->topic, p, start, end);
+}
+
+static int skip(void *ud, const eddy_message *m) {
+  *(int64_t *)ud = m->offset + 1;
+  return 0;
+}
+
+/* Reads partitions [first, last] from their first message without
+ * printing anything, so that a store that fails part-way (damaged) fails
+ * before the first line, not half-way through the listing. */
+static int read_through(struct tail *t) {
+  for (int p = t->first; p <= t->last; p++) {
+    int64_t next = 0, before;
+    do {
+      before = next;
+      int got = fetch(t, p, next, CHUNK, skip, &next);
+      if (got < 0) return got;
+    } while (next != before);
+  }
+  return 0;
 }
 
 static int collect(void *ud, const eddy_message *m) {
@@ -317,7 +340,7 @@ static int run_tail(const eddy_cli_args *a) {
   if (t.k) {
     if ((rc = eddy_kafka_topic_partitions(t.k, t.topic, &t.np)) != 0) goto done;
   } else {
-    t.s = eddy_cli_open(a, 0);
+    t.s = eddy_cli_open(a, EDDY_CLI_READ);
     if (!t.s) return EDDY_EXIT_FAIL;
     eddy_topic_info info;
     if ((rc = eddy_topic_get(t.s, t.topic, &info)) != 0) goto done;
@@ -341,7 +364,8 @@ static int run_tail(const eddy_cli_args *a) {
     if (!t.buf[p]) { rc = EDDY_ENOMEM; goto done; }
   }
   if (from_start) {
-    rc = drain(&t);
+    if (!t.k) rc = read_through(&t);
+    if (rc == 0) rc = drain(&t);
   } else if (follow) {
     for (int p = t.first; p <= t.last && rc == 0; p++) {
       int64_t start;
@@ -356,6 +380,13 @@ static int run_tail(const eddy_cli_args *a) {
     while (rc == 0 && !eddy_cli_stop && (t.limit < 0 || t.printed < t.limit)) {
       struct timespec ts = { 0, FOLLOW_POLL_MS * 1000000L };
       nanosleep(&ts, NULL);
+      if (t.s && eddy_store_stale(t.s)) {
+        /* A read-only store no process had open, and now one writes it:
+         * read it as that process's readers do, to see what it writes. */
+        eddy_store_close(t.s);
+        t.s = eddy_cli_open(a, EDDY_CLI_READ);
+        if (!t.s) { rc = EDDY_EXIT_FAIL; goto out; }   /* said by eddy_cli_open */
+      }
       rc = drain(&t);
       fflush(stdout);
     }
@@ -364,6 +395,7 @@ done:
   if (rc == EDDY_ENOMEM) snprintf(err, sizeof err, "out of memory");
   if (rc) rc = eddy_cli_fail(a, "%s", err[0] ? err : t.k ? eddy_kafka_errmsg(t.k)
                                                           : eddy_store_errmsg(t.s));
+out:
   for (int p = 0; t.buf && p < t.np; p++) {
     for (int i = 0; t.nbuf && i < t.nbuf[p]; i++) free(t.buf[p][i]);
     free(t.buf[p]);
@@ -396,6 +428,7 @@ const eddy_cli_cmd eddy_cmd_tail = {
   "\"key_encoding\"/\"value_encoding\": \"base64\" beside it; headers are an\n"
   "object in their order, a repeated name holding an array of its values;\n"
   "header values that are not UTF-8 are base64, their names listed in\n"
-  "\"headers_base64\".\n",
+  "\"headers_base64\"; when a header name is not UTF-8, every name of that\n"
+  "message is base64, with \"header_names_encoding\": \"base64\".\n",
   tail_opts, 1, 1, run_tail
 };

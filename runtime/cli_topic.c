@@ -53,19 +53,15 @@ static int run_create(const eddy_cli_args *a) {
   eddy_topic_config_init(&c);
   if (eddy_cli_value(a, "partitions")) {
     int64_t n;
-    if (eddy_cli_int(a, "partitions", INT32_MIN + 1, INT32_MAX, &n) != 0)
+    /* Checked before the store is opened (and created): a bad request
+     * must leave nothing behind. */
+    if (eddy_cli_int(a, "partitions", 1, EDDY_MAX_PARTITIONS, &n) != 0)
       return EDDY_EXIT_USAGE;
     c.partitions = (int)n;
   }
   int rc = read_limits(a, &c.retention_ms, &c.retention_bytes,
                        &c.max_message_bytes);
   if (rc) return rc;
-  /* Check what can be checked before the store is opened (and created):
-   * a bad request must leave nothing behind. */
-  if (c.partitions < 1 || c.partitions > EDDY_MAX_PARTITIONS)
-    return eddy_cli_usage_error(a,
-      "topic '%s': partition count must be between 1 and %d, got %d",
-      a->pos[0], EDDY_MAX_PARTITIONS, c.partitions);
   char why[256];
   if (eddy_topic_name_valid(a->pos[0], why, sizeof why) != 0)
     return eddy_cli_usage_error(a, "%s", why);
@@ -111,7 +107,8 @@ struct list_ctx {
   eddy_store *s;
   int json;
   int rc;
-  eddy_buf out;
+  eddy_buf out;     /* one topic's line */
+  eddy_buf all;     /* every line, printed once the listing is complete */
 };
 
 static void fmt_ms(char *b, size_t n, int64_t ms) {
@@ -158,8 +155,9 @@ static int list_one(void *ud, const eddy_topic_info *t) {
     eddy_buf_puts(o, "\n");
   }
   free(p);
-  if (o->oom) return c->rc = eddy_store_seterr(c->s, EDDY_ENOMEM, "out of memory");
-  fwrite(o->data, 1, o->len, stdout);
+  eddy_buf_add(&c->all, o->data, o->len);
+  if (o->oom || c->all.oom)
+    return c->rc = eddy_store_seterr(c->s, EDDY_ENOMEM, "out of memory");
   return 0;
 }
 
@@ -203,7 +201,7 @@ static int run_list(const eddy_cli_args *a) {
   if (k) {
     /* The header comes with the first topic, so a cluster that cannot be
      * reached prints the error alone. */
-    struct list_ctx c = { NULL, eddy_cli_flag(a, "json"), 0, EDDY_BUF_INIT };
+    struct list_ctx c = { NULL, eddy_cli_flag(a, "json"), 0, EDDY_BUF_INIT, EDDY_BUF_INIT };
     rc = eddy_kafka_topic_foreach(k, list_kafka_one, &c);
     eddy_buf_free(&c.out);
     if (rc == 0 && !c.json && !c.rc)
@@ -214,15 +212,19 @@ static int run_list(const eddy_cli_args *a) {
     eddy_kafka_close(k);
     return rc;
   }
-  eddy_store *s = eddy_cli_open(a, 0);
+  eddy_store *s = eddy_cli_open(a, EDDY_CLI_READ);
   if (!s) return EDDY_EXIT_FAIL;
-  struct list_ctx c = { s, eddy_cli_flag(a, "json"), 0, EDDY_BUF_INIT };
+  /* Printed whole or not at all: a store that fails part-way (damaged)
+   * gives its error alone. */
+  struct list_ctx c = { s, eddy_cli_flag(a, "json"), 0, EDDY_BUF_INIT, EDDY_BUF_INIT };
   if (!c.json)
-    printf("%-24s %10s %10s  %-9s %s\n", "TOPIC", "PARTITIONS", "MESSAGES",
-           "RETENTION", "HIGH-WATERMARKS");
+    eddy_buf_printf(&c.all, "%-24s %10s %10s  %-9s %s\n", "TOPIC", "PARTITIONS",
+                    "MESSAGES", "RETENTION", "HIGH-WATERMARKS");
   rc = eddy_topic_foreach(s, list_one, &c);
-  eddy_buf_free(&c.out);
   if (rc || c.rc) rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(s));
+  else if (c.all.len) fwrite(c.all.data, 1, c.all.len, stdout);
+  eddy_buf_free(&c.out);
+  eddy_buf_free(&c.all);
   eddy_store_close(s);
   return rc;
 }

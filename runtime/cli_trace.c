@@ -105,7 +105,7 @@ static void fate(eddy_store *s, const event *e, const char *group, int json, edd
 static int run_trace(const eddy_cli_args *a) {
   const char *want = a->pos[0];
   int json = eddy_cli_flag(a, "json");
-  eddy_store *s = eddy_cli_open(a, 0);
+  eddy_store *s = eddy_cli_open(a, EDDY_CLI_READ);
   if (!s) return EDDY_EXIT_FAIL;
   event *ev = NULL;
   size_t n = 0, cap = 0;
@@ -114,7 +114,7 @@ static int run_trace(const eddy_cli_args *a) {
     "SELECT t.name, m.partition, m.offset, m.id, m.headers, m.ts, t.id"
     " FROM messages m JOIN topics t ON t.id = m.topic_id");
   if (!st) rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(s));
-  int src;
+  int src = SQLITE_DONE;
   while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
     const char *id = (const char *)sqlite3_column_text(st, 3);
     const void *h = sqlite3_column_blob(st, 4);
@@ -145,6 +145,10 @@ static int run_trace(const eddy_cli_args *a) {
     }
   }
   if (st) sqlite3_reset(st);
+  if (!rc && src != SQLITE_DONE && src != SQLITE_ROW) {
+    eddy_store_sqlerr(s, src, "reading the log");
+    rc = eddy_cli_fail(a, "%s", eddy_store_errmsg(s));
+  }
   if (!rc && n == 0)
     rc = eddy_cli_fail(a, "no event with id or correlation id '%s' in the log", want);
   if (!rc) {

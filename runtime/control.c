@@ -158,15 +158,19 @@ int eddy_control_start(uv_loop_t *loop, const char *data_dir, eddy_control_handl
   *out = NULL;
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/control", data_dir);
-  if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+  if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
     snprintf(err, errlen, "cannot create '%s': %s", dir, strerror(errno));
     return -1;
   }
   eddy_control *ctl = calloc(1, sizeof *ctl);
   if (!ctl) { snprintf(err, errlen, "out of memory"); return -1; }
   ctl->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (ctl->dirfd < 0) {
-    snprintf(err, errlen, "cannot open '%s': %s", dir, strerror(errno));
+  /* The owner's alone, whatever the umask or an older eddy made it: the
+   * socket is bound in there before it can be made 0600. */
+  if (ctl->dirfd < 0 || fchmod(ctl->dirfd, 0700) != 0) {
+    snprintf(err, errlen, "cannot %s '%s': %s", ctl->dirfd < 0 ? "open" : "chmod", dir,
+             strerror(errno));
+    if (ctl->dirfd >= 0) close(ctl->dirfd);
     free(ctl);
     return -1;
   }
@@ -185,6 +189,8 @@ int eddy_control_start(uv_loop_t *loop, const char *data_dir, eddy_control_handl
   ctl->server.data = ctl;
   ctl->handles = 1;
   int rc = uv_pipe_bind(&ctl->server, path);
+  /* Read and write for the owner only: connecting takes write access. */
+  if (rc == 0 && fchmodat(ctl->dirfd, tmp, 0600, 0) != 0) rc = uv_translate_sys_error(errno);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&ctl->server, 16, on_connection);
   if (rc == 0 && renameat(ctl->dirfd, tmp, ctl->dirfd, ctl->name) != 0) rc = uv_translate_sys_error(errno);
   if (rc != 0) {

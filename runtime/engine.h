@@ -202,7 +202,7 @@ struct eddy_runner {
   int drain;
   int stopping;                 /* a stop signal came */
   int signals;
-  int failed;                   /* a fatal error stopped the run */
+  _Atomic int failed;           /* a fatal error stopped the run (workers read it) */
   char fatal[512];
   _Atomic int64_t outbox_pending; /* rows written, not yet relayed */
   _Atomic int64_t next_due;     /* the earliest timer (INT64_MAX: none known) */

@@ -240,19 +240,22 @@ static int replay_one(void *ud, const eddy_dlq_entry *e) {
   return 1;
 }
 
-int eddy_dlq_replay(eddy_store *s, eddy_kafka *k, int64_t seq, int *partition,
-                    int64_t *offset) {
+int eddy_dlq_replay(eddy_store *s, eddy_kafka *k, int64_t seq, int pending_only,
+                    int *partition, int64_t *offset) {
   int rc = eddy_store_begin(s);
   if (rc) return rc;
   static char sql[512];
-  if (!sql[0]) snprintf(sql, sizeof sql, "%s WHERE seq = ?1", COLS);
+  if (!sql[0]) snprintf(sql, sizeof sql, "%s WHERE seq = ?1 AND (?2 = 0 OR replayed_at IS NULL)",
+                        COLS);
   sqlite3_stmt *st = eddy_store_stmt(s, sql);
   if (!st) { eddy_store_rollback(s); return EDDY_ESTORE; }
   sqlite3_bind_int64(st, 1, seq);
+  sqlite3_bind_int(st, 2, pending_only);
   struct replay_ctx c = { s, k, 0, 0, 0 };
   /* replay_one produces while this statement is on its row: the produce
    * uses other statements of the same connection, which SQLite allows. */
   rc = each(s, st, replay_one, &c);
+  if (rc == 0 && pending_only) { eddy_store_rollback(s); return 1; }
   if (rc == 0) rc = eddy_store_seterr(s, EDDY_ENOENT, "no quarantined message %lld",
                                       (long long)seq);
   else if (c.rc) rc = c.rc;

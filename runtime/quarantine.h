@@ -66,10 +66,18 @@ struct eddy_kafka;
  * headers) to its original topic, on Kafka cluster k when not NULL (the
  * data directory of an app on Kafka) or else on the embedded log, and
  * marks the entry replayed, in one transaction of its own.  Sets
- * *partition and *offset.  A Kafka failure's message is k's errmsg, and
- * the store's is set to it too. */
-int eddy_dlq_replay(eddy_store *s, struct eddy_kafka *k, int64_t seq, int *partition,
-                    int64_t *offset);
+ * *partition and *offset and returns 0.  A Kafka failure's message is k's
+ * errmsg, and the store's is set to it too.
+ *
+ * With pending_only, an entry that is no longer pending (another replay
+ * got to it first, or it was purged) is left alone and 1 returned.  The
+ * check, the produce and the mark happen under the store's write lock
+ * (Kafka's produce is acknowledged before the mark commits), so replays
+ * running at once replay each pending entry once; a crash between
+ * Kafka's acknowledgement and the commit leaves the entry pending, to be
+ * replayed again: a copy with the same id, which consumers drop. */
+int eddy_dlq_replay(eddy_store *s, struct eddy_kafka *k, int64_t seq, int pending_only,
+                    int *partition, int64_t *offset);
 
 /* Deletes entry seq.  EDDY_ENOENT when there is none. */
 int eddy_dlq_purge(eddy_store *s, int64_t seq);

@@ -135,12 +135,12 @@ void eddy_runner_set_gen(eddy_runner *r, eddy_gen *g) {
 static int take_lock(const char *dir, const char *name, char *err, size_t errlen) {
   char path[4096];
   snprintf(path, sizeof path, "%s/locks", dir);
-  if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+  if (eddy_private_mkdir(path) != 0) {
     snprintf(err, errlen, "cannot create '%s': %s", path, strerror(errno));
     return -1;
   }
   snprintf(path, sizeof path, "%s/locks/%s.lock", dir, name);
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  int fd = eddy_private_open(path, O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     snprintf(err, errlen, "cannot open '%s': %s", path, strerror(errno));
     return -1;

@@ -6,6 +6,7 @@
 #include "errors.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,10 @@ struct eddy_store {
   char *path;
   int busy_timeout_ms;
   int in_tx;
+  int read_only;
+  int immutable;          /* read-only, as a file no process has open */
+  int had_wal;            /* eddy.db-wal existed when the store was opened */
+  struct stat opened;     /* eddy.db when it was opened (immutable only) */
   int last_code;
   unsigned rr;
   int64_t last_trim;
@@ -213,15 +218,76 @@ static int map_sqlite(int rc) {
   }
 }
 
+static uint32_t be32(const unsigned char *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* 1 when path exists. */
+static int exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+/* 1 when the file path with suffix appended exists. */
+static int exists_beside(const char *path, const char *suffix) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s%s", path, suffix);
+  return exists(p);
+}
+
+int eddy_store_stale(const eddy_store *s) {
+  if (!s->immutable) return 0;
+  if (exists_beside(s->path, "-wal")) return 1;
+  /* A writer that came and went checkpointed into the file. */
+  struct stat st;
+  if (stat(s->path, &st) != 0) return 1;
+  return st.st_ino != s->opened.st_ino || st.st_size != s->opened.st_size ||
+         st.st_mtim.tv_sec != s->opened.st_mtim.tv_sec ||
+         st.st_mtim.tv_nsec != s->opened.st_mtim.tv_nsec;
+}
+
+/* What to do about a damaged store, after the sentence that says how. */
+#define RESTORE "restore it from a backup, or save what is readable with sqlite3's .recover"
+
+/* Says what is wrong with the file after SQLite found it corrupt or not a
+ * database (rc): not SQLite at all, shorter than its header says, or
+ * damaged inside.  Returns EDDY_ENOTSTORE. */
+static int damaged(eddy_store *s, int rc) {
+  unsigned char h[100];
+  size_t n = 0;
+  struct stat st;
+  FILE *f = fopen(s->path, "rb");
+  if (f) { n = fread(h, 1, sizeof h, f); fclose(f); }
+  if (f && (n < 16 || memcmp(h, "SQLite format 3", 16) != 0))
+    return eddy_store_seterr(s, EDDY_ENOTSTORE, "'%s' is not a database (it lacks "
+                             "SQLite's header): restore the store from a backup, or "
+                             "move the file away", s->path);
+  if (n == sizeof h && stat(s->path, &st) == 0) {
+    /* The page count in the header is valid when its change counter
+     * matches (offsets 24 and 92).  A file shorter than that, with no
+     * write-ahead log beside it when it was opened (one could hold the
+     * rest, or a checkpoint be writing it), lost its end. */
+    int64_t page = (int64_t)(h[16] << 8 | h[17]);
+    if (page == 1) page = 65536;
+    int64_t want = page * be32(h + 28);
+    if (be32(h + 24) == be32(h + 92) && want > (int64_t)st.st_size && !s->had_wal)
+      return eddy_store_seterr(s, EDDY_ENOTSTORE, "'%s' is damaged (truncated: %lld "
+                               "bytes, its header says %lld): " RESTORE, s->path,
+                               (long long)st.st_size, (long long)want);
+  }
+  return eddy_store_seterr(s, EDDY_ENOTSTORE, "'%s' is damaged (%s): " RESTORE,
+                           s->path, sqlite3_errstr(rc));
+}
+
 int eddy_store_sqlerr(eddy_store *s, int rc, const char *what) {
   int code = map_sqlite(rc);
   if (code == EDDY_ETIMEDOUT)
     return eddy_store_seterr(s, code,
       "store '%s' is busy: gave up %s after waiting %d ms for another "
       "process to release its lock", s->dir, what, s->busy_timeout_ms);
-  if (code == EDDY_ENOTSTORE)
-    return eddy_store_seterr(s, code, "'%s' is not an eddy store (%s)",
-                             s->path, sqlite3_errstr(rc));
+  if (code == EDDY_ENOTSTORE) return damaged(s, rc);
+  if ((rc & 0xff) == SQLITE_FULL)
+    return eddy_store_seterr(s, code, "store '%s': disk full while %s", s->dir, what);
   return eddy_store_seterr(s, code, "store '%s': %s failed: %s", s->dir, what,
                            s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 }
@@ -343,21 +409,49 @@ void eddy_store_rollback(eddy_store *s) {
   s->in_tx = 0;
 }
 
-/* mkdir -p.  Returns 0 or -1 with errno set. */
-static int mkdirs(const char *dir) {
-  char *p = strdup(dir);
+/* mkdir with mode 0700 whatever the umask (which could narrow it to
+ * nothing).  Returns 0, or -1 with errno set (EEXIST when it exists). */
+static int mkdir_private(const char *path) {
+  if (mkdir(path, 0700) != 0) return -1;
+  return chmod(path, 0700);
+}
+
+int eddy_private_mkdir(const char *path) {
+  char *p = strdup(path);
   if (!p) return -1;
   for (char *c = p + 1; *c; c++) {
-    if (*c != '/') continue;
+    if (*c != '/' || c[-1] == '/') continue;
     *c = '\0';
-    if (mkdir(p, 0777) != 0 && errno != EEXIST) { free(p); return -1; }
+    if (mkdir_private(p) != 0 && errno != EEXIST) { int e = errno; free(p); errno = e; return -1; }
     *c = '/';
   }
-  int rc = mkdir(p, 0777);
+  int rc = mkdir_private(p);
   int e = errno;
   free(p);
   if (rc != 0 && e != EEXIST) { errno = e; return -1; }
   return 0;
+}
+
+int eddy_private_open(const char *path, int flags) {
+  flags &= ~(O_CREAT | O_EXCL);
+  /* Create it, or open the one that exists; a file removed between the
+   * two tries is created on the next round. */
+  for (int tries = 0; tries < 16; tries++) {
+    int fd = open(path, flags | O_CREAT | O_EXCL, 0600);
+    if (fd >= 0) {
+      if (fchmod(fd, 0600) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+      }
+      return fd;
+    }
+    if (errno != EEXIST) return -1;
+    fd = open(path, flags);
+    if (fd >= 0 || errno != ENOENT) return fd;
+  }
+  return -1;
 }
 
 static int fail_open(char *err, size_t errlen, int code, const char *fmt, ...)
@@ -422,7 +516,7 @@ static int read_identity(sqlite3 *db, int64_t *appid, int64_t *version,
 
 /* Checks the file's identity, and creates the schema in an empty file.
  * Returns 0 or a code with the message in s->errmsg. */
-static int check_or_create(eddy_store *s) {
+static int check_or_create(eddy_store *s, int create) {
   int64_t appid = 0, version = 0, tables = 0;
   int rc = read_identity(s->db, &appid, &version, &tables);
   if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "reading the store header");
@@ -431,9 +525,22 @@ static int check_or_create(eddy_store *s) {
       !has_sqlite_header(s->path))
     /* SQLite reads a file shorter than its header as an empty database:
      * but it is someone's file, not a new one. */
-    return eddy_store_seterr(s, EDDY_ENOTSTORE,
-                             "'%s' is not an eddy store (file is not a database)",
-                             s->path);
+    return damaged(s, SQLITE_NOTADB);
+  if (appid == 0 && version == 0 && tables == 0 && !create) {
+    /* An empty file, and this caller makes no stores: another process may
+     * be making it one right now (it holds the write lock until the schema
+     * is in), or it is just empty. */
+    if (!s->read_only) {
+      rc = eddy_store_begin(s);
+      if (rc) return rc;
+      rc = read_identity(s->db, &appid, &version, &tables);
+      eddy_store_rollback(s);
+      if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "reading the store header");
+    }
+    if (appid == 0 && version == 0 && tables == 0)
+      return eddy_store_seterr(s, EDDY_ENOENT, "no eddy store in '%s' ('%s' is empty)",
+                               s->dir, s->path);
+  }
   if (appid == 0 && version == 0 && tables == 0) {
     /* A new, empty file: make it ours.  Another process may be doing the
      * same: the write lock decides, and the loser finds the schema there.
@@ -481,6 +588,9 @@ static int check_or_create(eddy_store *s) {
     return eddy_store_seterr(s, EDDY_ENOTSTORE,
       "'%s' is not an eddy store (schema version %lld)", s->path,
       (long long)version);
+  /* A read-only store stays as it is: a reader of an older one finds no
+   * timers (which only eddy run reads). */
+  if (s->read_only) return 0;
   rc = exec_retry(s, "PRAGMA journal_mode=WAL");
   if (rc != SQLITE_OK) return eddy_store_sqlerr(s, rc, "switching to WAL");
   rc = exec_retry(s, TIMERS_SCHEMA CRASHES_SCHEMA);
@@ -498,83 +608,160 @@ static void configure_sqlite(void) {
   sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
-int eddy_store_open(const char *dir, const eddy_store_options *opts,
-                    eddy_store **out, char *err, size_t errlen) {
+/* The URI of path for a read-only open: "file:PATH?mode=ro", and
+ * "&immutable=1" when immutable; bytes that mean something in a URI are
+ * %-escaped.  Returns a malloc'd string, or NULL when out of memory. */
+static char *read_only_uri(const char *path, int immutable) {
+  char *u = malloc(3 * strlen(path) + 32);
+  if (!u) return NULL;
+  char *o = u + sprintf(u, "file:");
+  for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+    if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+        (*c >= '0' && *c <= '9') || strchr("/._-~", *c))
+      *o++ = (char)*c;
+    else
+      o += sprintf(o, "%%%02X", *c);
+  }
+  strcpy(o, immutable ? "?mode=ro&immutable=1" : "?mode=ro");
+  return u;
+}
+
+/* 1 when errno says the process may not write (as opposed to: the file is
+ * missing or something worse). */
+static int cannot_write(int e) {
+  return e == EACCES || e == EROFS || e == EPERM;
+}
+
+/* Checks the data directory, creating it (with its parents) when create
+ * is set and it is missing.  Sets *ro_dir when it cannot be written but
+ * may_read_only lets the store be read.  Returns 0 or a code with err. */
+static int check_dir(const char *dir, int create, int may_read_only, int *ro_dir,
+                     char *err, size_t errlen) {
+  struct stat st;
+  *ro_dir = 0;
+  if (stat(dir, &st) != 0) {
+    if (errno != ENOENT)
+      return fail_open(err, errlen, EDDY_EIO, "cannot use data directory '%s': %s", dir,
+                       strerror(errno));
+    if (!create)
+      return fail_open(err, errlen, EDDY_ENOENT,
+                       "no eddy store in '%s' (the directory does not exist)", dir);
+    if (eddy_private_mkdir(dir) != 0)
+      return fail_open(err, errlen, errno == EACCES ? EDDY_EACCES : EDDY_EIO,
+                       "cannot create data directory '%s': %s", dir, strerror(errno));
+  } else if (!S_ISDIR(st.st_mode)) {
+    return fail_open(err, errlen, EDDY_EINVAL, "data directory '%s' is not a directory", dir);
+  }
+  if (access(dir, W_OK | X_OK) == 0) return 0;
+  if (!may_read_only || !cannot_write(errno))
+    return fail_open(err, errlen, EDDY_EACCES, "data directory '%s' is not writable: %s",
+                     dir, strerror(errno));
+  if (access(dir, X_OK) != 0)
+    return fail_open(err, errlen, EDDY_EACCES, "cannot read data directory '%s': %s", dir,
+                     strerror(errno));
+  *ro_dir = 1;
+  return 0;
+}
+
+/* Checks the store file at path, creating it for its owner when create is
+ * set and it is missing (SQLite would give it 0666 less the umask, and the
+ * WAL and shm files, which it makes with the mode of this file, too).
+ * Sets *ro when it cannot be written but may_read_only lets it be read,
+ * and *size to its size before (-1: it did not exist).  Returns 0 or a
+ * code with err. */
+static int check_file(const char *dir, const char *path, int create, int may_read_only,
+                      int *ro, int64_t *size, char *err, size_t errlen) {
+  struct stat st;
+  *size = -1;
+  if (stat(path, &st) != 0) {
+    if (!create) return fail_open(err, errlen, EDDY_ENOENT, "no eddy store in '%s'", dir);
+    int fd = eddy_private_open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+      return fail_open(err, errlen, cannot_write(errno) ? EDDY_EACCES : EDDY_EIO,
+                       "cannot create store '%s': %s", path, strerror(errno));
+    close(fd);
+    return 0;
+  }
+  if (!S_ISREG(st.st_mode))
+    return fail_open(err, errlen, EDDY_ENOTSTORE,
+                     "'%s' is not an eddy store (not a regular file)", path);
+  *size = (int64_t)st.st_size;
+  if (access(path, R_OK | W_OK) == 0) return 0;
+  if (may_read_only && cannot_write(errno) && access(path, R_OK) == 0) {
+    *ro = 1;
+    return 0;
+  }
+  if (may_read_only)
+    return fail_open(err, errlen, EDDY_EACCES, "cannot read store '%s': %s", path,
+                     strerror(errno));
+  return fail_open(err, errlen, EDDY_EACCES, "store '%s' is not writable: %s", path,
+                   strerror(errno));
+}
+
+/* The URI to open a read-only store at path by, in *uri (malloc'd), and
+ * whether it is opened as an immutable file.  In a directory it cannot
+ * write, SQLite reads a WAL store only through the shared memory file of
+ * a process that has it open (or had: one that died leaves both files);
+ * with no WAL file there is no such process, and none can start: the file
+ * is read as it is.  Returns 0 or a code with err. */
+static int read_only_target(const char *dir, const char *path, int ro_dir, char **uri,
+                            int *immutable, char *err, size_t errlen) {
+  int wal = ro_dir && exists_beside(path, "-wal");
+  if (wal && !exists_beside(path, "-shm"))
+    return fail_open(err, errlen, EDDY_EACCES,
+                     "store '%s' cannot be read in a read-only directory: its "
+                     "eddy.db-wal has no eddy.db-shm beside it (open it once "
+                     "where it can be written)", dir);
+  *immutable = ro_dir && !wal;
+  *uri = read_only_uri(path, *immutable);
+  return *uri ? 0 : fail_open(err, errlen, EDDY_ENOMEM, "out of memory");
+}
+
+/* eddy_store_open, and eddy_store_open_read when may_read_only. */
+static int store_open(const char *dir, const eddy_store_options *opts, int may_read_only,
+                      eddy_store **out, char *err, size_t errlen) {
   *out = NULL;
   if (errlen) err[0] = '\0';
   if (!dir || !*dir)
     return fail_open(err, errlen, EDDY_EINVAL, "data directory is empty");
-  int create = opts && opts->create;
-  struct stat st;
-  if (stat(dir, &st) != 0) {
-    if (errno != ENOENT)
-      return fail_open(err, errlen, EDDY_EIO,
-                       "cannot use data directory '%s': %s", dir,
-                       strerror(errno));
-    if (!create)
-      return fail_open(err, errlen, EDDY_ENOENT,
-                       "no eddy store in '%s' (the directory does not exist)",
-                       dir);
-    if (mkdirs(dir) != 0)
-      return fail_open(err, errlen, errno == EACCES ? EDDY_EACCES : EDDY_EIO,
-                       "cannot create data directory '%s': %s", dir,
-                       strerror(errno));
-  } else if (!S_ISDIR(st.st_mode)) {
-    return fail_open(err, errlen, EDDY_EINVAL,
-                     "data directory '%s' is not a directory", dir);
-  }
-  if (access(dir, W_OK | X_OK) != 0)
-    return fail_open(err, errlen, EDDY_EACCES,
-                     "data directory '%s' is not writable: %s", dir,
-                     strerror(errno));
-
+  int create = opts && opts->create && !may_read_only;
+  int ro_dir, ro, immutable = 0;
+  int code = check_dir(dir, create, may_read_only, &ro_dir, err, errlen);
+  if (code) return code;
+  ro = ro_dir;
   size_t n = strlen(dir);
   while (n > 1 && dir[n - 1] == '/') n--;
   char *path = malloc(n + sizeof "/eddy.db");
   if (!path) return fail_open(err, errlen, EDDY_ENOMEM, "out of memory");
   memcpy(path, dir, n);
   memcpy(path + n, "/eddy.db", sizeof "/eddy.db");
-  if (stat(path, &st) != 0) {
-    if (!create) {
-      int code = fail_open(err, errlen, EDDY_ENOENT,
-                           "no eddy store in '%s'", dir);
-      free(path);
-      return code;
-    }
-  } else if (!S_ISREG(st.st_mode)) {
-    int code = fail_open(err, errlen, EDDY_ENOTSTORE,
-                         "'%s' is not an eddy store (not a regular file)",
-                         path);
-    free(path);
-    return code;
-  } else if (access(path, R_OK | W_OK) != 0) {
-    int code = fail_open(err, errlen, EDDY_EACCES,
-                         "store '%s' is not writable: %s", path,
-                         strerror(errno));
-    free(path);
-    return code;
-  }
-
-  int64_t existing = stat(path, &st) == 0 ? (int64_t)st.st_size : -1;
+  int64_t existing;
+  char *uri = NULL;
+  code = check_file(dir, path, create, may_read_only, &ro, &existing, err, errlen);
+  if (code == 0 && ro) code = read_only_target(dir, path, ro_dir, &uri, &immutable, err, errlen);
+  if (code) { free(path); return code; }
   eddy_store *s = calloc(1, sizeof *s);
-  if (!s) { free(path); return fail_open(err, errlen, EDDY_ENOMEM, "out of memory"); }
+  if (!s) { free(path); free(uri); return fail_open(err, errlen, EDDY_ENOMEM, "out of memory"); }
   s->existing_size = existing;
   s->path = path;
+  s->read_only = ro;
+  s->immutable = immutable && stat(path, &s->opened) == 0;
+  s->had_wal = exists_beside(path, "-wal");
   s->rr = (unsigned)getpid() ^ (unsigned)eddy_now_ms();
   s->dir = strdup(dir);
   s->busy_timeout_ms = opts && opts->busy_timeout_ms > 0
                          ? opts->busy_timeout_ms : EDDY_DEFAULT_BUSY_TIMEOUT_MS;
-  int code = 0;
   if (!s->dir) { code = EDDY_ENOMEM; snprintf(s->errmsg, sizeof s->errmsg, "out of memory"); goto err; }
 
   pthread_once(&sqlite_once, configure_sqlite);
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
-              (create ? SQLITE_OPEN_CREATE : 0);
-  int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+  int flags = ro ? SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX
+                 : SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(ro ? uri : path, &s->db, flags, NULL);
+  free(uri);
   if (rc != SQLITE_OK) { code = eddy_store_sqlerr(s, rc, "opening the store"); goto err; }
   sqlite3_extended_result_codes(s->db, 1);
   sqlite3_busy_timeout(s->db, s->busy_timeout_ms);
-  code = check_or_create(s);
+  code = check_or_create(s, create);
   if (code) goto err;
   /* FULL: a commit survives power loss, not only a killed process.  It costs
    * one fsync per transaction, and eddy batches many messages per one. */
@@ -592,6 +779,16 @@ err:
   fail_open(err, errlen, code, "%s", s->errmsg);
   eddy_store_close(s);
   return code;
+}
+
+int eddy_store_open(const char *dir, const eddy_store_options *opts,
+                    eddy_store **out, char *err, size_t errlen) {
+  return store_open(dir, opts, 0, out, err, errlen);
+}
+
+int eddy_store_open_read(const char *dir, const eddy_store_options *opts,
+                         eddy_store **out, char *err, size_t errlen) {
+  return store_open(dir, opts, 1, out, err, errlen);
 }
 
 void eddy_store_close(eddy_store *s) {

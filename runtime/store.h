@@ -37,12 +37,33 @@ typedef struct eddy_store_options {
  * caller closes with eddy_store_close.  On failure returns a negative EDDY_E*
  * code, sets *out to NULL and writes a one-line message into err (errlen
  * bytes, always NUL-terminated when errlen > 0).  A file that is not an
- * eddy store, or a store of a newer schema, is reported and left untouched. */
+ * eddy store, a damaged one, or a store of a newer schema, is reported and
+ * left untouched; so is an empty file unless opts->create is set.
+ *
+ * What eddy creates is for the owner only, whatever the umask: the data
+ * directory (and the parents it makes) 0700, eddy.db 0600, and SQLite gives
+ * eddy.db-wal and eddy.db-shm the mode of eddy.db. */
 int eddy_store_open(const char *dir, const eddy_store_options *opts,
                     eddy_store **out, char *err, size_t errlen);
 
+/* Opens the store as eddy_store_open does, for a caller that only reads
+ * (opts->create is ignored: nothing is created).  A store in a directory
+ * the process cannot write, or whose eddy.db it cannot write, is opened
+ * read-only instead of refused: through SQLite's read-only shared memory
+ * when eddy.db-wal exists (a process has the store open, or died with it),
+ * else as an immutable file (no process has it open).  Writes to such a
+ * store fail with EDDY_EACCES. */
+int eddy_store_open_read(const char *dir, const eddy_store_options *opts,
+                         eddy_store **out, char *err, size_t errlen);
+
 /* Closes the store, rolling back a transaction left open.  NULL is a no-op. */
 void eddy_store_close(eddy_store *s);
+
+/* 1 when the store was opened as an immutable file and a process has
+ * written it since (its eddy.db-wal exists now, or eddy.db changed): this
+ * handle sees none of that; a reader that keeps reading (tail --follow)
+ * opens the store again. */
+int eddy_store_stale(const eddy_store *s);
 
 /* The data directory and the database file of the store. */
 const char *eddy_store_dir(const eddy_store *s);
@@ -101,6 +122,20 @@ unsigned eddy_store_round_robin(eddy_store *s);
 /* When (eddy_now_ms) retention last ran through this handle; settable. */
 int64_t eddy_store_last_trim(const eddy_store *s);
 void eddy_store_set_last_trim(eddy_store *s, int64_t ms);
+
+/* ---- files eddy makes ------------------------------------------------
+ *
+ * Everything eddy creates is private to its owner, whatever the umask.
+ * Directories and files that exist already keep their mode: an operator
+ * may open one up on purpose. */
+
+/* Makes directory path, and its missing parents, with mode 0700.  Returns
+ * 0 (also when it exists already), or -1 with errno set. */
+int eddy_private_mkdir(const char *path);
+
+/* Opens path with flags (O_CREAT is implied), creating it with mode 0600
+ * when it does not exist.  Returns the descriptor, or -1 with errno set. */
+int eddy_private_open(const char *path, int flags);
 
 /* Milliseconds since the Unix epoch, from the real-time clock. */
 int64_t eddy_now_ms(void);

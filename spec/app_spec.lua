@@ -423,8 +423,7 @@ describe("eddy.app", function()
         local r = H.exec({ "lua5.4", "-e", code }, {
           cwd = FIX .. "minimal",
           env = { LUA_PATH_5_4 = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;",
-                  LUA_CPATH_5_4 = (os.getenv("EDDY_BUILD") or root .. "/build") ..
-                                  "/lib/?.so;;" },
+                  LUA_CPATH_5_4 = os.getenv("LUA_CPATH_5_4") or root .. "/build/lib/?.so;;" },
         })
         assert.equal("", r.err)
         assert.equal(".|./data|count.lua|count.lua|nil|" ..

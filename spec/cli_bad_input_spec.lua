@@ -98,11 +98,12 @@ describe("eddy topic create --partitions", function()
   end)
 
   -- A count out of 1..4096 is a malformed argument like 'abc': a usage
-  -- error (exit status 2), found before the store is touched.
-  for _, n in ipairs({ "0", "-1", "100000" }) do
+  -- error (exit status 2), found before the store is touched, that gives
+  -- the range, also for a number too big for any integer type.
+  for _, n in ipairs({ "0", "-1", "100000", "99999999999999999999999" }) do
     it("rejects " .. n .. " as a usage error (exit status 2)", function()
       local dir = seeded()
-      fails(2, "eddy topic create: topic 'u': partition count must be between 1 and 4096, got " ..
+      fails(2, "eddy topic create: --partitions must be between 1 and 4096, got " ..
                n .. " (see 'eddy topic create --help')",
             { "--data", dir, "topic", "create", "u", "--partitions", n })
       assert_seeded(dir)
@@ -270,7 +271,8 @@ describe("eddy on a bad data directory", function()
     for i = 1, 4096 do garbage[i] = string.char((i * 7919 + 13) % 256) end
     garbage = "garbage, not SQLite\0" .. table.concat(garbage)
     H.write(dir .. "/eddy.db", garbage)
-    local msg = "'" .. dir .. "/eddy.db' is not an eddy store (file is not a database)"
+    local msg = "'" .. dir .. "/eddy.db' is not a database (it lacks SQLite's header): " ..
+                "restore the store from a backup, or move the file away"
     fails(1, "eddy topic list: " .. msg, { "--data", dir, "topic", "list" })
     fails(1, "eddy topic create: " .. msg, { "--data", dir, "topic", "create", "t" })
     fails(1, "eddy produce: " .. msg, { "--data", dir, "produce", "t", "x" })
@@ -328,5 +330,151 @@ describe("eddy on a bad data directory", function()
     fails(1, "eddy produce: " .. msg, { "--data", dir, "produce", "t", "x" })
     fails(1, "eddy tail: " .. msg, { "--data", dir, "tail", "t" })
     assert.is_false(H.exists(dir .. "/eddy.db"))
+  end)
+end)
+
+--- Every command's name, from `eddy --help`.
+local function command_names()
+  local r = H.run({ "--help" })
+  assert(r.code == 0, r.err)
+  local names, listing = {}, false
+  for _, line in ipairs(H.lines(r.out)) do
+    if line == "Commands:" then listing = true
+    elseif listing and line == "" then break
+    elseif listing then names[#names + 1] = (line:sub(3, 16):gsub("%s+$", "")) end
+  end
+  return names
+end
+
+--- The options of command name, from its --help: a list of
+-- { name =, arg = (nil for a flag), repeatable = bool }.
+local function options_of(name)
+  local argv = {}
+  for w in name:gmatch("%S+") do argv[#argv + 1] = w end
+  argv[#argv + 1] = "--help"
+  local r = H.run(argv)
+  assert(r.code == 0, r.err)
+  local opts = {}
+  for _, line in ipairs(H.lines(r.out)) do
+    -- "  -k, --key K     help" or "      --drain     help"; arguments are
+    -- in capitals, help text is not.
+    local opt, rest = line:match("^  %-?%w?,? *%-%-([%w%-]+)(.*)$")
+    if opt then
+      opts[#opts + 1] = { name = opt, arg = rest:match("^ ([A-Z][%w=_]*)"),
+                          repeatable = rest:find("(repeatable", 1, true) ~= nil }
+    end
+  end
+  return opts
+end
+
+describe("eddy options given twice", function()
+  it("are a usage error for every option of every command, except those whose help says " ..
+     "they repeat", function()
+    local names = command_names()
+    assert.is_true(#names >= 24, "found only " .. #names .. " commands")
+    -- Run where a command that went ahead by mistake harms nothing.
+    local cwd = datadir()
+    local repeatable, checked = {}, 0
+    for _, name in ipairs(names) do
+      local opts = options_of(name)
+      assert.is_true(#opts >= 3, name .. " has only " .. #opts .. " options")
+      for _, o in ipairs(opts) do
+        local args = {}
+        for w in name:gmatch("%S+") do args[#args + 1] = w end
+        for _ = 1, 2 do
+          args[#args + 1] = "--" .. o.name
+          if o.arg then args[#args + 1] = "1" end
+        end
+        local r = H.run(args, { cwd = cwd })
+        local twice = string.format("eddy %s: option '--%s' given twice (see 'eddy %s --help')\n",
+                                    name, o.name, name)
+        if o.repeatable then
+          repeatable[#repeatable + 1] = name .. " --" .. o.name
+          assert.are_not.equal(twice, r.err, "eddy " .. table.concat(args, " "))
+        else
+          assert.same({ code = 2, out = "", err = twice }, r, "eddy " .. table.concat(args, " "))
+          checked = checked + 1
+        end
+      end
+    end
+    assert.is_true(checked > 80, "checked " .. checked)
+    -- The options that repeat, as their help says.
+    table.sort(repeatable)
+    assert.same({ "dlq replay --kafka", "produce --header", "produce --kafka", "tail --kafka",
+                  "topic create --kafka", "topic list --kafka" }, repeatable)
+  end)
+
+  it("counts the long and the short form as one option, and --data before and after the " ..
+     "command", function()
+    local dir = seeded()
+    fails(2, "eddy produce: option '--key' given twice (see 'eddy produce --help')",
+          { "--data", dir, "produce", "t", "-k", "a", "--key", "b", "x" })
+    fails(2, "eddy produce: option '--key' given twice (see 'eddy produce --help')",
+          { "--data", dir, "produce", "t", "--key=a", "-kb", "x" })
+    fails(2, "eddy tail: option '--json' given twice (see 'eddy tail --help')",
+          { "--data", dir, "tail", "t", "-j", "--json" })
+    fails(2, "eddy: option '--data' given twice (see 'eddy --help')",
+          { "--data", dir, "-d", dir, "topic", "list" })
+    fails(2, "eddy topic list: option '--data' given twice (see 'eddy topic list --help')",
+          { "--data", dir, "topic", "list", "--data", dir })
+    fails(2, "eddy produce: option '--lock-timeout' given twice (see 'eddy produce --help')",
+          { "--lock-timeout", "5", "--data", dir, "produce", "t", "x", "--lock-timeout", "5" })
+    assert_seeded(dir)
+  end)
+
+  it("--header repeats, in order", function()
+    local dir = seeded()
+    local r = H.run({ "--data", dir, "produce", "t", "-p", "1", "-H", "a=1", "--header", "b=2",
+                      "-H", "a=3", "four" })
+    assert.same({ 0, "" }, { r.code, r.err })
+    local m = H.messages(dir, "t", { "-p", "1" })[2]
+    assert.same({ a = { "1", "3" }, b = "2" }, m.headers)
+  end)
+end)
+
+describe("eddy limits and ranges in errors", function()
+  it("name the limit and its value", function()
+    local dir = seeded()
+    local args = { "--data", dir, "produce", "t" }
+    for i = 1, 65 do args[#args + 1] = "-H"; args[#args + 1] = "h" .. i .. "=v" end
+    args[#args + 1] = "x"
+    fails(2, "eddy produce: too many headers (max 64) (see 'eddy produce --help')", args)
+    args = { "--data", dir, "produce", "t", "--type", "T" }
+    for i = 1, 64 do args[#args + 1] = "-H"; args[#args + 1] = "h" .. i .. "=v" end
+    args[#args + 1] = "x"
+    fails(2, "eddy produce: too many headers (max 64) (see 'eddy produce --help')", args)
+    args = { "--data", dir, "dlq", "purge" }
+    for i = 1, 65 do args[#args + 1] = tostring(i) end
+    fails(2, "eddy dlq purge: too many arguments (max 64) (see 'eddy dlq purge --help')", args)
+    args = { "topic", "list", "--broker", "kafka://127.0.0.1:1" }
+    for i = 1, 65 do args[#args + 1] = "-X"; args[#args + 1] = "p" .. i .. "=v" end
+    fails(2, "eddy topic list: too many --kafka properties (max 64) (see 'eddy topic list --help')",
+          args)
+    args = { "--data", dir, "produce", "t" }
+    for i = 1, 257 do args[#args + 1] = "-H"; args[#args + 1] = "h" .. i .. "=v" end
+    fails(2, "eddy produce: too many options (max 256) (see 'eddy produce --help')", args)
+    assert_seeded(dir)
+  end)
+
+  it("give the real range of a number out of it, however large", function()
+    local dir = seeded()
+    local huge = "99999999999999999999"
+    fails(2, "eddy produce: --partition must be between 0 and 4095, got " .. huge ..
+             " (see 'eddy produce --help')", { "--data", dir, "produce", "t", "-p", huge, "x" })
+    fails(2, "eddy tail: --partition must be between 0 and 4095, got -" .. huge ..
+             " (see 'eddy tail --help')", { "--data", dir, "tail", "t", "-p", "-" .. huge })
+    fails(2, "eddy tail: --limit must be between 0 and 9223372036854775807, got -1 " ..
+             "(see 'eddy tail --help')", { "--data", dir, "tail", "t", "--limit", "-1" })
+    fails(2, "eddy run: --workers must be between 1 and 64, got 65 (see 'eddy run --help')",
+          { "--data", dir, "run", "--workers", "65" })
+    fails(2, "eddy produce: --version must be between 1 and 2147483647, got 0 " ..
+             "(see 'eddy produce --help')",
+          { "--data", dir, "produce", "t", "--type", "T", "--version", "0", "x" })
+    fails(2, "eddy topic list: --lock-timeout must be between 1 and 3600000, got " .. huge ..
+             " (see 'eddy topic list --help')",
+          { "--data", dir, "--lock-timeout", huge, "topic", "list" })
+    fails(2, "eddy tail: --limit expects a whole number, got '1e3' (see 'eddy tail --help')",
+          { "--data", dir, "tail", "t", "--limit", "1e3" })
+    assert_seeded(dir)
   end)
 end)

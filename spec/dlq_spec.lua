@@ -523,6 +523,57 @@ describe("eddy dlq", function()
       assert.equal(before, ok(t, { "dlq", "list", "--all", "--json" }))
       assert.equal(messages, H.topics(t.data).orders.messages)
     end)
+
+    it("two replays --all at once replay each pending entry once, round after round", function()
+      local ENTRIES, ROUNDS = 300, 6
+      local dir = H.tmpdir()
+      defer(function() H.rmdir(dir) end)
+      write_tree(dir, { ["eddy.lua"] = APP, ["handlers/c.lua"] = handler("c", false) })
+      local t = { data = dir .. "/data" }
+      ok(t, { "topic", "create", "orders", "--partitions", "2" })
+      local lines = {}
+      for i = 1, ENTRIES do lines[i] = string.format("bad%03d", i) end
+      local r = H.run({ "--data", t.data, "produce", "orders" },
+                      { stdin = table.concat(lines, "\n") .. "\n" })
+      assert.same({ 0, "" }, { r.code, r.err })
+      for round = 1, ROUNDS do
+        -- Each round quarantines the copies the last one replayed: as many
+        -- pending entries again.
+        r = H.run({ "run", dir .. "/eddy.lua", "--drain" })
+        assert.equal(0, r.code, r.err)
+        local pending = {}
+        for _, e in ipairs(entries(t)) do pending[#pending + 1] = e.seq end
+        assert.equal(ENTRIES, #pending)
+        local rs = H.run_parallel({ { "--data", t.data, "dlq", "replay", "--all" },
+                                    { "--data", t.data, "dlq", "replay", "--all" } })
+        local replayed, total = {}, 0
+        for _, x in ipairs(rs) do
+          assert.same({ 0, "" }, { x.code, x.err })
+          local out = H.lines(x.out)
+          for i = 1, #out - 1 do
+            local seq = tonumber(out[i]:match("^replayed (%d+) to partition %d+ offset %d+$"))
+            assert.truthy(seq, out[i])
+            assert.is_nil(replayed[seq], "entry " .. seq .. " replayed twice")
+            replayed[seq] = true
+          end
+          local n = tonumber(out[#out]:match("^replayed (%d+) messages?$") or
+                             out[#out]:match("^replayed (%d+) messages? %(%d+ others were " ..
+                                             "replayed or purged meanwhile by another process%)$"))
+          assert.truthy(n, out[#out])
+          assert.equal(#out - 1, n)
+          total = total + n
+        end
+        assert.equal(ENTRIES, total)
+        for _, seq in ipairs(pending) do assert.is_true(replayed[seq], "entry " .. seq .. " left") end
+        assert.same({}, entries(t))
+        -- On the topic: each message and one copy per round.
+        local copies = {}
+        for _, m in ipairs(H.messages(t.data, "orders")) do
+          copies[m.value] = (copies[m.value] or 0) + 1
+        end
+        for _, v in ipairs(lines) do assert.equal(round + 1, copies[v], v) end
+      end
+    end)
   end)
 
   describe("purge", function()

@@ -190,7 +190,8 @@ describe("eddy.open", function()
     helpers.write(dir .. "/eddy.db", bytes)
     local log, err = eddy.open { data = dir }
     assert.is_nil(log)
-    assert.equal("'" .. dir .. "/eddy.db' is not an eddy store (file is not a database)", err)
+    assert.equal("'" .. dir .. "/eddy.db' is not a database (it lacks SQLite's header): " ..
+                 "restore the store from a backup, or move the file away", err)
     assert.equal(bytes, helpers.read(dir .. "/eddy.db"))
   end)
 
@@ -203,7 +204,8 @@ describe("eddy.open", function()
     local log, err = eddy.open { data = dir }
     if log then log:close() end
     assert.is_nil(log)
-    assert.equal("'" .. dir .. "/eddy.db' is not an eddy store (file is not a database)", err)
+    assert.equal("'" .. dir .. "/eddy.db' is not a database (it lacks SQLite's header): " ..
+                 "restore the store from a backup, or move the file away", err)
     assert.equal("\n", helpers.read(dir .. "/eddy.db"))
   end)
 

@@ -140,6 +140,62 @@ function M.run_parallel(arglists, opts)
   return results
 end
 
+--- The argv that runs argv in a mount namespace of its own (unshare -m:
+-- the specs run as root), after mounting what `mount` says there, so that
+-- the mount exists for that command alone and goes with it:
+-- `{ read_only = DIR }` binds DIR over itself read-only (a read-only data
+-- directory); `{ tmpfs = DIR, size = "1m" }` mounts a fresh tmpfs of that
+-- size on DIR (a small disk to fill).  Exits 99 when the mount fails.
+function M.mounted(mount, argv)
+  local setup
+  if mount.read_only then
+    local d = M.quote(mount.read_only)
+    setup = "mount --bind " .. d .. " " .. d .. " && mount -o remount,bind,ro " .. d
+  else
+    assert(mount.tmpfs and mount.size, "mount: { read_only = DIR } or { tmpfs = DIR, size = S }")
+    setup = "mount -t tmpfs -o size=" .. M.quote(mount.size) .. " tmpfs " .. M.quote(mount.tmpfs)
+  end
+  return { "unshare", "-m", "--propagation", "private", "sh", "-c",
+           "(" .. setup .. ") >&2 || exit 99; exec \"$@\"", "sh", table.unpack(argv) }
+end
+
+--- Runs eddy commands one after another in one mount namespace of their
+-- own, set up as `M.mounted` says, and returns one `{ code, out, err }` per
+-- command.  Each command is a list of arguments; its `stdin` field, if any,
+-- is fed to its standard input.  Fails the test when the mount fails.
+function M.run_mounted(mount, arglists, opts)
+  local dir = M.tmpdir()
+  local script = {}
+  for i, args in ipairs(arglists) do
+    local f = dir .. "/" .. i
+    local inp = "/dev/null"
+    if args.stdin then inp = f .. ".in"; M.write(inp, args.stdin) end
+    local argv = { M.bin }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    script[#script + 1] = command_line(argv) .. " <" .. M.quote(inp) .. " >" ..
+      M.quote(f .. ".out") .. " 2>" .. M.quote(f .. ".err") .. "; echo $? >" .. M.quote(f .. ".rc")
+  end
+  local r = M.exec(M.mounted(mount, { "sh", "-c", table.concat(script, "\n") }), opts)
+  assert(r.code ~= 99, "could not mount: " .. r.err)
+  local results = {}
+  for i = 1, #arglists do
+    local f = dir .. "/" .. i
+    results[i] = { code = tonumber(M.read(f .. ".rc")), out = M.read(f .. ".out"),
+                   err = M.read(f .. ".err") }
+  end
+  M.rmdir(dir)
+  return results
+end
+
+--- Mode bits (as octal text, "700") and type ("directory", "regular file",
+-- "socket", ...) of path, as stat(1) gives them; nil when it is missing.
+function M.mode(file)
+  local r = M.exec({ "stat", "-c", "%a %F", file }, { unset = { "LD_PRELOAD" } })
+  if r.code ~= 0 then return nil end
+  local mode, kind = r.out:match("^(%d+) (.-)\n$")
+  return mode, kind == "regular empty file" and "regular file" or kind
+end
+
 local pending = {}
 
 --- Registers fn to run when the current test ends, pass or fail; cleanups

@@ -554,6 +554,55 @@ return eddy.consumer { name = "c", topics = { %q }, retry = { attempts = 1 },
     assert.same({ 1, "x" }, { #q, q[1].value })
   end)
 
+  it("two replays --all to Kafka at once replay each pending entry once", function()
+    local ENTRIES, ROUNDS = 200, 3
+    local dir = H.tmpdir()
+    defer(function() H.rmdir(dir) end)
+    local topic = fresh("replayed")
+    H.write(dir .. "/app.lua", string.format(
+      "return { data = 'data', handlers = { 'h.lua' }, topics = { [%q] = { partitions = 2 } } }",
+      topic))
+    H.write(dir .. "/h.lua", string.format([[
+local eddy = require "eddy"
+return eddy.consumer { name = "c", topics = { %q }, retry = { attempts = 1 },
+  handle = function() error("no") end }
+]], topic))
+    local data = dir .. "/data"
+    assert.equal(0, H.run({ "--data", data, "topic", "create", topic, "-p", "2" }).code)
+    local r = H.run({ "--data", data, "produce", topic }, { stdin = H.numbered_lines("v", ENTRIES) })
+    assert.same({ 0, "" }, { r.code, r.err })
+    assert.equal(0, H.run({ "run", dir .. "/app.lua", "--drain" }, { cwd = dir }).code)
+    kafka({ "topic", "create", topic, "--partitions", "2" })
+    for round = 1, ROUNDS do
+      if round > 1 then
+        -- Pending again, as if never replayed: the next round replays all.
+        r = H.exec({ "sqlite3", data .. "/eddy.db", "UPDATE dlq SET replayed_at = NULL" },
+                   { unset = { "LD_PRELOAD" } })
+        assert.same({ 0, "" }, { r.code, r.err })
+      end
+      local args = { "--data", data, "dlq", "replay", "--all", "--broker", BROKER }
+      local rs = H.run_parallel({ args, args })
+      local total = 0
+      for _, x in ipairs(rs) do
+        assert.same({ 0, "" }, { x.code, x.err })
+        local out = H.lines(x.out)
+        local n = tonumber(out[#out]:match("^replayed (%d+) messages? on Kafka at [^ ]+$") or
+                           out[#out]:match("^replayed (%d+) messages? on Kafka at [^ ]+ %(%d+ " ..
+                                           "others were replayed or purged meanwhile by " ..
+                                           "another process%)$"))
+        assert.truthy(n, out[#out])
+        total = total + n
+      end
+      assert.equal(ENTRIES, total)
+      -- Kafka holds one copy of each message per round.
+      local copies = {}
+      for _, m in ipairs(json_lines(kafka({ "tail", topic, "--from-beginning", "--json" }))) do
+        copies[m.value] = (copies[m.value] or 0) + 1
+      end
+      for i = 1, ENTRIES do assert.equal(round, copies["v" .. i], "v" .. i) end
+    end
+  end)
+
   it("retries failed messages with backoff, holding back their key's later messages", function()
     local names = { IN = fresh("orders"), OUT = fresh("counted"), NAME = fresh("retrying") }
     local app = make_app(names, { retrying = [[

@@ -407,23 +407,23 @@ local function encode(v, indent, key, out)
   end
 end
 
-local function write_out(opts, text)
+-- Writes text to opts.output, or to stdout.  A file made here is its
+-- owner's only (tool.write_file), like everything else eddy makes.
+local function write_out(opts, text, tool)
   if opts.output then
-    local f, err = io.open(opts.output, "wb")
-    if not f then error("cannot write '" .. opts.output .. "': " .. err:gsub("^[^:]*: ", ""), 0) end
-    f:write(text)
-    f:close()
+    local ok, err = tool.write_file(opts.output, text)
+    if not ok then error("cannot write '" .. opts.output .. "': " .. err, 0) end
   else
     io.stdout:write(text)
   end
 end
 
-function M.export(opts)
+function M.export(opts, tool)
   local c = M.read(opts[1] or "eddy.lua")
   local out = {}
   encode({ eddy_catalog = FORMAT, events = c.events }, 0, nil, out)
   out[#out + 1] = "\n"
-  write_out(opts, table.concat(out))
+  write_out(opts, table.concat(out), tool)
   return 0
 end
 
@@ -486,7 +486,7 @@ local function list_text(l)
   return table.concat(l, ", ")
 end
 
-function M.docs(opts)
+function M.docs(opts, tool)
   local c = M.read(opts[1] or "eddy.lua")
   local types = by_type(c.events)
   local o = {}
@@ -569,7 +569,7 @@ function M.docs(opts)
     line("```")
   end
   line()
-  write_out(opts, table.concat(o, "\n"))
+  write_out(opts, table.concat(o, "\n"), tool)
   return 0
 end
 

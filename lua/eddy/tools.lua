@@ -324,8 +324,8 @@ end
 -- catalog (lua/eddy/catalog_tools.lua)
 
 function M.catalog_check(_, opts) return require("eddy.catalog_tools").check(opts) end
-function M.catalog_docs(_, opts) return require("eddy.catalog_tools").docs(opts) end
-function M.catalog_export(_, opts) return require("eddy.catalog_tools").export(opts) end
+function M.catalog_docs(tool, opts) return require("eddy.catalog_tools").docs(opts, tool) end
+function M.catalog_export(tool, opts) return require("eddy.catalog_tools").export(opts, tool) end
 
 M._graph, M._warnings, M._mermaid = graph, warnings, mermaid
 return M
