@@ -24,7 +24,8 @@ SUDO        ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian 12 packages eddy needs to build, test and demo.
 DEB_PACKAGES ?= gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev \
   librdkafka-dev libsqlite3-dev lua-busted lua-cjson luarocks kcat lua-check \
-  sqlite3 libmimalloc-dev openjdk-17-jre-headless maven prometheus curl
+  sqlite3 libmimalloc-dev openjdk-17-jre-headless maven prometheus curl \
+  clang libclang-rt-14-dev
 
 WARN     = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
 CPPFLAGS_ALL = -I$(LUA_INCDIR) -Iruntime -DEDDY_VERSION='"$(EDDY_VERSION)"'
@@ -36,13 +37,13 @@ LIBS     = -llua5.4 -luv -lrdkafka -lsqlite3 -lpthread -lm -ldl
 MOD_LIBS = -luv -lrdkafka -lsqlite3 -lpthread
 
 # The core: no Lua in these.
-CORE   = errors store log headers partitioner uuid buf units state outbox kafka \
-         quarantine retry crashes inflight
+CORE   = errors store log headers partitioner uuid buf units state outbox kafka http \
+         produce_line quarantine retry crashes inflight
 # Lua bindings.
 LBIND  = leddy llog ljson lschema lpattern
 # The consumer runtime (needs Lua and libuv; only in the binary).
-RUNTIME = runner worker sandbox lctx lmsg app reload control ksource krelay metrics admin \
-          guard
+RUNTIME = runner worker sandbox lctx lmsg app reload control ksource krelay metrics connset \
+          admin guard
 CLI    = cli cli_topic cli_produce cli_tail cli_run cli_dlq cli_state cli_reload cli_saga \
          cli_trace cli_catalog
 LUA_LIB = $(sort $(wildcard lua/eddy/*.lua))
@@ -53,15 +54,17 @@ LBIND_OBJS  = $(LBIND:%=$(OBJ)/%.o)
 CLI_OBJS    = $(CLI:%=$(OBJ)/%.o)
 RUNTIME_OBJS = $(RUNTIME:%=$(OBJ)/%.o) $(OBJ)/embedded.o
 HEADERS     = $(wildcard runtime/*.h)
-# test/kmock.c is a program of its own (the Kafka mock cluster the specs
-# drive), test/crashmod.c a Lua C module that crashes on purpose,
-# test/tsan_threads.c part of make test-tsan's eddy only.
-TEST_SRCS   = $(filter-out test/kmock.c test/crashmod.c test/tsan_threads.c,$(wildcard test/*.c))
+# test/kmock.c, test/holdconn.c and test/crashmod.c are programs of their
+# own, which the specs drive: the Kafka mock cluster, a client holding
+# connections, and a Lua C module that crashes on purpose;
+# test/tsan_threads.c is part of make test-tsan's eddy only.
+TEST_SRCS   = $(filter-out test/kmock.c test/holdconn.c test/crashmod.c test/tsan_threads.c,\
+                $(wildcard test/*.c))
 
 .PHONY: all binaries deps test test-asan test-tsan bench demo install uninstall clean lint check-rockspec \
-  kafka-up kafka-down bench-kafka
+  kafka-up kafka-down bench-kafka fuzz fuzz-build fuzz-corpus
 
-all: binaries $(BUILD)/test-runner $(BUILD)/kmock $(BUILD)/test/crashmod.so
+all: binaries $(BUILD)/test-runner $(BUILD)/kmock $(BUILD)/holdconn $(BUILD)/test/crashmod.so
 
 # What gets installed: the binary and the Lua C module.
 binaries: $(BUILD)/eddy $(BUILD)/lib/eddy/core.so
@@ -99,6 +102,10 @@ $(BUILD)/test-runner: $(TEST_SRCS) $(wildcard test/*.h) $(CORE_OBJS) $(OBJ)/ljso
 # A librdkafka mock cluster driven from stdin, for spec/kafka_mock_spec.lua.
 $(BUILD)/kmock: test/kmock.c | $(OBJ)
 	$(CC) $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) -lrdkafka
+
+# Opens many connections and holds them, for spec/admin_limits_spec.lua.
+$(BUILD)/holdconn: test/holdconn.c | $(OBJ)
+	$(CC) $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS)
 
 # A C module that segfaults, aborts or hangs, for spec/crash_loop_spec.lua.
 $(BUILD)/test/crashmod.so: test/crashmod.c | $(OBJ)
@@ -162,6 +169,50 @@ kafka-up: deps
 kafka-down:
 	@sh tools/kafka/kafka.sh down
 
+# libFuzzer harnesses (fuzz/<parser>.c) with ASan and UBSan, built with
+# clang into $(FUZZ_BUILD).  `make fuzz` runs each for FUZZ_SECONDS from its
+# corpus (fuzz/corpus/<parser>, plus what earlier runs found in
+# $(FUZZ_BUILD)/corpus) and fails on a crash, saved under
+# $(FUZZ_BUILD)/crashes.  Not part of `make test`: the suite needs no clang.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_CFLAGS  ?= -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined
+# librdkafka's RD_KAFKA_V_END casts an int to a pointer, which clang warns of.
+FUZZ_WARN    = -Wno-int-to-void-pointer-cast
+FUZZERS      ?= http json headers units produce_line app
+FUZZ_SRC_http         = runtime/http.c
+FUZZ_SRC_json         = runtime/ljson.c runtime/buf.c
+FUZZ_SRC_headers      = runtime/headers.c
+FUZZ_SRC_units        = runtime/units.c
+FUZZ_SRC_produce_line = runtime/produce_line.c
+FUZZ_SRC_app          = runtime/sandbox.c $(LBIND:%=runtime/%.c) $(CORE:%=runtime/%.c) \
+                        $(FUZZ_BUILD)/gen/embedded.c
+FUZZ_LIBS_json        = -llua5.4 -lm
+FUZZ_LIBS_app         = -llua5.4 $(MOD_LIBS) -lm -ldl
+
+$(FUZZ_BUILD)/gen/embedded.c: tools/embed.lua $(LUA_LIB)
+	@mkdir -p $(FUZZ_BUILD)/gen
+	$(LUA) tools/embed.lua $@ $(LUA_LIB)
+
+.SECONDEXPANSION:
+$(FUZZ_BUILD)/fuzz-%: fuzz/%.c fuzz/fuzz.h $(HEADERS) $$(FUZZ_SRC_$$*)
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(WARN) $(FUZZ_WARN) $(FUZZ_CFLAGS) $(CPPFLAGS_ALL) -Ifuzz $< $(FUZZ_SRC_$*) -o $@ \
+	  $(FUZZ_LIBS_$*)
+
+fuzz-build: $(FUZZERS:%=$(FUZZ_BUILD)/fuzz-%)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh $(FUZZERS)
+
+# Merges what the runs found into the committed corpora, minimized (-merge=1
+# keeps the fewest inputs that cover as much).
+fuzz-corpus: fuzz-build
+	@FUZZ_BUILD=$(FUZZ_BUILD) sh fuzz/run.sh --merge $(FUZZERS)
+
 lint: all
 	luacheck --codes lua spec examples handlers
 
@@ -176,4 +227,4 @@ uninstall:
 	rm -rf $(INST_LUADIR)/eddy
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz

@@ -7,7 +7,9 @@
  * a free one; the log says which ("admin: serving http://HOST:PORT").  An
  * address that is not a loopback one is refused unless the app also says
  * `admin_public = true`: metrics name consumers and topics.  HTTP/1.1,
- * GET only, one request per connection, requests up to 8 KiB.
+ * GET and HEAD, one request per connection, request heads up to 8 KiB
+ * (http.h).  At most 64 connections, 10 s to send the head, 10 s to take
+ * the answer (connset.h, docs/metrics.md).
  *
  * /healthz answers 200 while the loop runs.  /readyz answers 200 once the
  * consumers read (on Kafka: every group got its first assignment), else

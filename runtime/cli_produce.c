@@ -7,6 +7,7 @@
 #include "errors.h"
 #include "kafka.h"
 #include "log.h"
+#include "produce_line.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -231,24 +232,22 @@ static int run_produce(const eddy_cli_args *a) {
   size_t seplen = sep ? strlen(sep) : 0;
   while ((len = getline(&line, &cap, stdin)) >= 0) {
     line_no++;
-    if (len > 0 && line[len - 1] == '\n') line[--len] = '\0';
+    eddy_produce_line pl;
+    int split = eddy_produce_line_split(line, (size_t)len, sep, seplen, &pl);
     eddy_record r = base;
-    r.value = line;
-    r.value_len = (size_t)len;
+    r.value = pl.value;
+    r.value_len = pl.value_len;
     if (sep) {
-      char *at = memmem(line, (size_t)len, sep, seplen);
-      if (!at) {
+      if (split != 0) {
         if (flush(p) != 0) { rc = flush_failed(p); break; }
         rc = eddy_cli_fail(a, "line %" PRId64 ": no key separator '%s' (%" PRId64
                            " message%s before it produced)", line_no, sep,
                            p->produced, p->produced == 1 ? "" : "s");
         break;
       }
-      r.key = line;
-      r.key_len = (size_t)(at - line);
+      r.key = pl.key;
+      r.key_len = pl.key_len;
       r.has_key = 1;
-      r.value = at + seplen;
-      r.value_len = (size_t)(line + len - (at + seplen));
     }
     char msg[256];
     if (check_line(p, &r, msg, sizeof msg)) {

@@ -2,6 +2,7 @@
  * control.c - the control socket of a running `eddy run` (see control.h).
  */
 #include "control.h"
+#include "connset.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -17,12 +18,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_REQUEST 64
+/* The limits: eddy's own client connects, writes its line and reads, all
+ * at once; a client that does not is closed, so that hundreds of them
+ * never stop `eddy status` or `eddy reload` (connset.h). */
+#define MAX_REQUEST 64            /* bytes of a request line, its LF included */
+#define MAX_CLIENTS 32
+#define REQUEST_TIMEOUT_MS 5000   /* from accept to the request line */
+#define WRITE_TIMEOUT_MS 5000     /* to take the answer */
 
 typedef struct client {
+  eddy_conn link;           /* first: the set hands back &link */
   uv_pipe_t pipe;
-  struct eddy_control *ctl;
-  struct client *next;
+  struct eddy_control *ctl; /* NULL once the server stopped */
   char buf[MAX_REQUEST];
   size_t len;
   int answered;             /* the handler has the request */
@@ -30,11 +37,12 @@ typedef struct client {
 
 struct eddy_control {
   uv_pipe_t server;
+  eddy_connset clients;
+  int handles;              /* the server's and the timer's, until closed */
   int dirfd;
   char name[32];            /* PID.sock */
   eddy_control_handler fn;
   void *ud;
-  client *clients;
 };
 
 /* A path to name in directory fd that fits a socket address. */
@@ -42,18 +50,16 @@ static void short_path(char *out, size_t n, int dirfd, const char *name) {
   snprintf(out, n, "/proc/self/fd/%d/%s", dirfd, name);
 }
 
-static void client_closed(uv_handle_t *h) {
-  client *c = h->data;
-  if (c->ctl) {
-    client **pp = &c->ctl->clients;
-    while (*pp && *pp != c) pp = &(*pp)->next;
-    if (*pp) *pp = c->next;
-  }
-  free(c);
-}
+static void client_closed(uv_handle_t *h) { free(h->data); }
 
 static void close_client(client *c) {
+  if (c->ctl) eddy_connset_remove(&c->ctl->clients, &c->link);
   if (!uv_is_closing((uv_handle_t *)&c->pipe)) uv_close((uv_handle_t *)&c->pipe, client_closed);
+}
+
+static void on_expire(eddy_conn *link, void *ud) {
+  (void)ud;
+  close_client((client *)link);
 }
 
 static void on_written(uv_write_t *req, int status) {
@@ -69,6 +75,7 @@ void eddy_control_reply(void *cl, const char *text, size_t len) {
     close_client(c);
     return;
   }
+  eddy_connset_set(&c->ctl->clients, &c->link, WRITE_TIMEOUT_MS, 0);
   uv_write_t *req = malloc(sizeof *req + len);
   if (!req) { close_client(c); return; }
   char *copy = (char *)(req + 1);
@@ -91,17 +98,26 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   (void)buf;
   client *c = s->data;
-  if (n < 0 || (n == 0 && c->len == sizeof c->buf - 1)) {
+  if (n < 0) {
     if (!c->answered) close_client(c);
     return;
   }
+  if (n == 0 || c->answered) return;
   c->len += (size_t)n;
   c->buf[c->len] = 0;
-  char *nl = strchr(c->buf, '\n');
+  char *nl = memchr(c->buf, '\n', c->len);
   if (!nl && c->len < sizeof c->buf - 1) return;
-  if (nl) *nl = 0;
   uv_read_stop(s);
   c->answered = 1;
+  if (!nl) {
+    static const char too_long[] = "error request line too long\n";
+    eddy_control_reply(c, too_long, sizeof too_long - 1);
+    return;
+  }
+  *nl = 0;
+  /* Answering may wait for a reload: no deadline meanwhile, and the
+   * client is not one to evict. */
+  eddy_connset_set(&c->ctl->clients, &c->link, 0, 0);
   c->ctl->fn(c->ctl->ud, c->buf, c);
 }
 
@@ -112,19 +128,34 @@ static void on_connection(uv_stream_t *server, int status) {
   if (!c) return;
   uv_pipe_init(server->loop, &c->pipe, 0);
   c->pipe.data = c;
-  c->ctl = ctl;
   if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
-    c->ctl = NULL;
-    uv_close((uv_handle_t *)&c->pipe, client_closed);
+    close_client(c);
     return;
   }
-  c->next = ctl->clients;
-  ctl->clients = c;
-  uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+  if (eddy_connset_room(&ctl->clients) != 0) {
+    char busy[64];
+    int n = snprintf(busy, sizeof busy, "error busy: %d requests in progress\n", MAX_CLIENTS);
+    uv_buf_t b = uv_buf_init(busy, (unsigned)n);
+    (void)uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
+    close_client(c);
+    return;
+  }
+  c->ctl = ctl;
+  eddy_connset_add(&ctl->clients, &c->link, REQUEST_TIMEOUT_MS, 1);
+  if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) != 0) close_client(c);
 }
+
+/* The server's handles: ctl goes with the last. */
+static void release(eddy_control *ctl) {
+  if (--ctl->handles == 0) free(ctl);
+}
+
+static void server_closed(uv_handle_t *h) { release(h->data); }
+static void timer_closed(uv_handle_t *h) { release(((eddy_connset *)h->data)->ud); }
 
 int eddy_control_start(uv_loop_t *loop, const char *data_dir, eddy_control_handler fn,
                        void *ud, eddy_control **out, char *err, size_t errlen) {
+  *out = NULL;
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/control", data_dir);
   if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
@@ -156,6 +187,7 @@ int eddy_control_start(uv_loop_t *loop, const char *data_dir, eddy_control_handl
   short_path(path, sizeof path, ctl->dirfd, tmp);
   uv_pipe_init(loop, &ctl->server, 0);
   ctl->server.data = ctl;
+  ctl->handles = 1;
   int rc = uv_pipe_bind(&ctl->server, path);
   /* Read and write for the owner only: connecting takes write access. */
   if (rc == 0 && fchmodat(ctl->dirfd, tmp, 0600, 0) != 0) rc = uv_translate_sys_error(errno);
@@ -163,32 +195,31 @@ int eddy_control_start(uv_loop_t *loop, const char *data_dir, eddy_control_handl
   if (rc == 0 && renameat(ctl->dirfd, tmp, ctl->dirfd, ctl->name) != 0) rc = uv_translate_sys_error(errno);
   if (rc != 0) {
     snprintf(err, errlen, "cannot listen on '%s/%s': %s", dir, ctl->name, uv_strerror(rc));
-    uv_close((uv_handle_t *)&ctl->server, NULL);
+    unlinkat(ctl->dirfd, tmp, 0);
     close(ctl->dirfd);
-    ctl->dirfd = -1;
-    /* Freed by eddy_control_stop once the handle is closed. */
-    *out = ctl;
+    /* Freed once the loop closed the handle. */
+    uv_close((uv_handle_t *)&ctl->server, server_closed);
     return -1;
   }
+  eddy_connset_init(&ctl->clients, loop, "control socket", MAX_CLIENTS, on_expire, on_expire,
+                    ctl);
+  ctl->handles = 2;
   *out = ctl;
   return 0;
 }
 
-static void server_closed(uv_handle_t *h) { free(h->data); }
-
 void eddy_control_stop(eddy_control *ctl) {
   if (!ctl) return;
-  if (ctl->dirfd >= 0) {
-    unlinkat(ctl->dirfd, ctl->name, 0);
-    close(ctl->dirfd);
-  }
-  for (client *c = ctl->clients; c; c = c->next) {
+  unlinkat(ctl->dirfd, ctl->name, 0);
+  close(ctl->dirfd);
+  while (ctl->clients.oldest) {
+    client *c = (client *)ctl->clients.oldest;
+    eddy_connset_remove(&ctl->clients, &c->link);
     c->ctl = NULL;
     close_client(c);
   }
-  ctl->clients = NULL;
-  if (uv_is_closing((uv_handle_t *)&ctl->server)) free(ctl);
-  else uv_close((uv_handle_t *)&ctl->server, server_closed);
+  uv_close((uv_handle_t *)&ctl->server, server_closed);
+  eddy_connset_close(&ctl->clients, timer_closed);
 }
 
 /* ---- the client -------------------------------------------------------------- */

@@ -7,7 +7,9 @@
  * "ok TEXT" or "error TEXT" for reload, one JSON object for status.  The
  * socket is bound through /proc/self/fd/N/PID.sock (N: the directory), so a
  * long data directory path does not hit the 108-byte limit of socket
- * paths.
+ * paths.  At most 32 connections (the oldest that has not sent its line
+ * closed to make room), 5 s to send the line, 64 bytes for it, 5 s to
+ * take the answer (connset.h).
  */
 #ifndef EDDY_CONTROL_H
 #define EDDY_CONTROL_H

@@ -18,18 +18,30 @@ static int fail(char *err, size_t n, const char *why) {
   return -1;
 }
 
+/* The text of a finite float d: the shortest of 15, 16, 17 digits that
+ * reads back exactly.  -0.0 is "-0.0": "-0" would read back as the
+ * integer 0. */
+static void float_text(double d, char s[40]) {
+  if (d == 0 && signbit(d)) { strcpy(s, "-0.0"); return; }
+  for (int p = 15; p <= 17; p++) {
+    snprintf(s, 40, "%.*g", p, d);
+    if (strtod(s, NULL) == d) break;
+  }
+}
+
+/* 1 and *i set when d is an integer within lua_Integer's range (casting
+ * any other double to an integer is undefined). */
+static int integral(lua_Number d, lua_Integer *i) {
+  return lua_numbertointeger(d, i) && (lua_Number)*i == d;
+}
+
 static void number(eddy_buf *b, lua_State *L, int idx) {
   if (lua_isinteger(L, idx)) {
     eddy_buf_int(b, (int64_t)lua_tointeger(L, idx));
     return;
   }
-  double d = (double)lua_tonumber(L, idx);
   char s[40];
-  /* The shortest of 15, 16, 17 digits that reads back exactly. */
-  for (int p = 15; p <= 17; p++) {
-    snprintf(s, sizeof s, "%.*g", p, d);
-    if (strtod(s, NULL) == d) break;
-  }
+  float_text((double)lua_tonumber(L, idx), s);
   eddy_buf_puts(b, s);
 }
 
@@ -130,11 +142,25 @@ static int encode(lua_State *L, int idx, eddy_buf *b, char *err, size_t n, int d
       if (!k2) { free(keys); lua_settop(L, base); return fail(err, n, "out of memory"); }
       keys = k2;
     }
-    /* Keep a string form of the key on the stack, below the iteration key. */
-    lua_pushvalue(L, -1);
+    /* Keep a string form of the key on the stack, below the iteration key:
+     * a float's exact one, so that the value is found again by it. */
     if (t == LUA_TNUMBER && !lua_isinteger(L, -1)) {
       lua_Number d = lua_tonumber(L, -1);
-      if (d == (lua_Number)(lua_Integer)d) { lua_pop(L, 1); lua_pushinteger(L, (lua_Integer)d); }
+      lua_Integer i;
+      if (isinf(d)) {
+        free(keys);
+        lua_settop(L, base);
+        return fail(err, n, "a table key that is an infinite number");
+      }
+      if (integral(d, &i)) {
+        lua_pushinteger(L, i);
+      } else {
+        char s[40];
+        float_text((double)d, s);
+        lua_pushstring(L, s);
+      }
+    } else {
+      lua_pushvalue(L, -1);
     }
     lua_tolstring(L, -1, NULL);
     lua_insert(L, -2);
@@ -166,7 +192,8 @@ static int encode(lua_State *L, int idx, eddy_buf *b, char *err, size_t n, int d
       lua_Number d = lua_tonumberx(L, -1, &isnum);
       lua_pop(L, 1);
       if (isnum) {
-        if (d == (lua_Number)(lua_Integer)d) lua_pushinteger(L, (lua_Integer)d);
+        lua_Integer k;
+        if (integral(d, &k)) lua_pushinteger(L, k);
         else lua_pushnumber(L, d);
         lua_rawget(L, idx);
         if (lua_isnil(L, -1)) {

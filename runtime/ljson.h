@@ -20,8 +20,9 @@
 
 /* Appends the JSON text of the value at idx to out.  Returns 0, or -1 with
  * a one-line reason in err ("cannot encode a function", "a string that is
- * not UTF-8", "a NaN or infinite number", "nested too deeply (or a
- * cycle)", "a table with both ... "). */
+ * not UTF-8", "a NaN or infinite number", "a table key that is an infinite
+ * number", "nested too deeply (or a cycle)", "a table with both ... ").
+ * A float key is written as its exact text ("0.30000000000000004"). */
 int eddy_json_encode(lua_State *L, int idx, eddy_buf *out, char *err, size_t errlen);
 
 /* Pushes the value of the JSON text s[0..n).  Numbers without a fraction

@@ -701,6 +701,11 @@ describe("eddy.app", function()
         assert.equal(dir .. "/eddy.lua: handler path 'c.lua/x' does not exist", err)
       end)
 
+      it("with the control characters of a value written as escapes", function()
+        local err, dir = tree_error([[return { handlers = { "a\nb\tc\1" } }]])
+        assert.equal(dir .. "/eddy.lua: handler path 'a\\nb\\tc\\x01' does not exist", err)
+      end)
+
       it("when a handler directory has no .lua files", function()
         assert.equal(FIX .. "empty_handler_dir/eddy.lua: handler directory 'handlers/'" ..
                      " has no .lua files", fixture_error("empty_handler_dir"))

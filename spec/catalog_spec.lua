@@ -229,6 +229,10 @@ describe("eddy.event", function()
         '  items = { type = "array", items = { type = { "string", "txt" } } } } } }',
         "eddy.lua:2: event 'OrderPlaced' v1: schema of 'items[]': 'type' must be one of " ..
         "string, number, integer, boolean, object, array, null, got \"txt\"" },
+      { "a list of types with a hole",
+        'eddy.event { type = "OrderPlaced", schema = { type = { nil, "bogus" } } }',
+        "eddy.lua:2: event 'OrderPlaced' v1: schema: 'type' must be a type name or a list of " ..
+        "them" },
       { "required that is not a list",
         'eddy.event { type = "OrderPlaced", schema = { type = "object", required = "id" } }',
         "eddy.lua:2: event 'OrderPlaced' v1: schema: 'required' must be a list of field names" },
@@ -239,6 +243,21 @@ describe("eddy.event", function()
       { "an empty enum",
         'eddy.event { type = "OrderPlaced", schema = { enum = {} } }',
         "eddy.lua:2: event 'OrderPlaced' v1: schema: 'enum' must be a non-empty list of values" },
+      { "a schema value a catalog cannot keep (a function as a default)",
+        'eddy.event { type = "OrderPlaced", schema = { type = "object", default = function() end } }',
+        "eddy.lua:2: event 'OrderPlaced' v1: schema: 'default' must be JSON data, got a function" },
+      { "an enum holding an infinite number, in a field",
+        'eddy.event { type = "OrderPlaced", schema = { type = "object",\n' ..
+        '  properties = { n = { enum = { 1, { x = -math.huge } } } } } }',
+        "eddy.lua:2: event 'OrderPlaced' v1: schema of 'n': 'enum' must be JSON data, got an " ..
+        "infinite number" },
+      { "a const that contains itself",
+        'local c = {}\nc.c = c\neddy.event { type = "OrderPlaced", schema = { const = c } }',
+        "eddy.lua:4: event 'OrderPlaced' v1: schema: 'const' must be JSON data, got a table " ..
+        "that contains itself" },
+      { "a minimum that is NaN",
+        'eddy.event { type = "OrderPlaced", schema = { type = "number", minimum = 0/0 } }',
+        "eddy.lua:2: event 'OrderPlaced' v1: schema: 'minimum' must be a finite number, got NaN" },
       { "a negative maxLength",
         'eddy.event { type = "OrderPlaced", schema = { type = "string", maxLength = -1 } }',
         "eddy.lua:2: event 'OrderPlaced' v1: schema: 'maxLength' must be an integer >= 0, got -1" },

@@ -470,4 +470,76 @@ function M.numbered_lines(prefix_, n)
   return table.concat(t, "\n") .. "\n"
 end
 
+--- The bytes of s as hex digits, two per byte.
+function M.hex(s)
+  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+--- The bytes that hex digits h spell (the inverse of `M.hex`).
+function M.unhex(h)
+  return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
+end
+
+--- The number of file descriptors process pid holds open (/proc/PID/fd).
+function M.open_fds(pid)
+  local lfs = require "lfs"
+  local n = 0
+  for name in lfs.dir("/proc/" .. pid .. "/fd") do
+    if name ~= "." and name ~= ".." then n = n + 1 end
+  end
+  return n
+end
+
+-- The socket client the specs drive (test/holdconn.c).
+local HOLDCONN = (os.getenv("EDDY_BUILD") or "build") .. "/holdconn"
+
+--- Opens count connections to address (`tcp:HOST:PORT` or `unix:PATH`),
+-- writes data (bytes, default none) on each and holds them until the
+-- server closes them, for at most seconds; in the background.  Returns a
+-- handle for `M.held` (and `M.cleanup`).
+function M.hold(address, count, seconds, data)
+  local argv = { HOLDCONN, address, tostring(count), tostring(seconds) }
+  if data and data ~= "" then argv[5] = M.hex(data) end
+  return M.spawn_cmd(argv)
+end
+
+-- The report of holdconn's output text (see `M.held`).
+local function holdconn_report(text)
+  local r = { closed = {} }
+  for _, line in ipairs(M.lines(text)) do
+    local how, i, ms, got = line:match("^(%a+) (%d+) (%d+) (%S+)$")
+    if how == "closed" or how == "reset" then
+      r.closed[#r.closed + 1] = { i = tonumber(i), ms = tonumber(ms), reset = how == "reset",
+                                  got = got == "-" and "" or M.unhex(got) }
+    elseif line:match("^open %d+$") then
+      r.open = tonumber(line:match("%d+"))
+    elseif line:match("^timeout %d+$") then
+      r.timeout = tonumber(line:match("%d+"))
+    else
+      r.error = (r.error and r.error .. "\n" or "") .. line
+    end
+  end
+  return r
+end
+
+--- What the connections of a `M.hold` handle saw so far: `{ open = N once
+-- all were made, closed = { { i =, ms =, reset = boolean, got = bytes },
+-- ... } in the order the server closed them, timeout = N still open when
+-- its time ran out, error = text }`.
+function M.held(h)
+  return holdconn_report(M.read(h.out))
+end
+
+--- Sends the bytes request on one connection to address and returns what
+-- the server answered before it closed the connection, and how many
+-- milliseconds that took; fails the test when it did not close it within
+-- seconds (default 20).
+function M.ask(address, request, seconds)
+  local r = M.exec({ HOLDCONN, address, "1", tostring(seconds or 20), M.hex(request) })
+  local c = holdconn_report(r.out).closed[1]
+  assert(r.code == 0 and c, "no answer to " .. string.format("%q", request:sub(1, 80)) ..
+         ": " .. tostring(r.out) .. tostring(r.err))
+  return c.got, c.ms
+end
+
 return M

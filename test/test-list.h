@@ -53,6 +53,14 @@
   X(ljson_containers)                                                       \
   X(ljson_depth_limited)                                                    \
   X(ljson_encode_refuses)                                                   \
+  X(ljson_negative_zero)                                                    \
+  X(ljson_float_keys)                                                       \
+  /* test-http.c */                                                         \
+  X(http_parses_requests)                                                   \
+  X(http_refuses_malformed)                                                 \
+  X(http_limits)                                                            \
+  X(http_parts_of_a_good_request)                                           \
+  X(http_reasons)                                                           \
   /* test-lpattern.c */                                                     \
   X(lpattern_same_as_lua)                                                   \
   X(lpattern_fixed_cases)                                                   \

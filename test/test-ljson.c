@@ -104,3 +104,32 @@ TEST(ljson_encode_refuses) {
   ASSERT(utf_ok);
   ASSERT(cyc_ok);
 }
+
+/* Found by fuzz/json.c: -0.0 was written "-0", which reads back as the
+ * integer 0, so the text of a round trip changed. */
+TEST(ljson_negative_zero) {
+  ASSERT(roundtrip("-0.0", "-0.0", NULL));
+  ASSERT(roundtrip("-1e-400", "-0.0", NULL));   /* underflows to -0.0 */
+  ASSERT(roundtrip("[-0, 0.0]", "[0,0]", NULL));
+}
+
+/* Found by fuzz/app.c: a float key out of the integers' range was cast to
+ * one (undefined behaviour), and a float key whose 14-digit text is not
+ * exact lost its value (written null). */
+TEST(ljson_float_keys) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  char err[128] = "";
+  eddy_buf b = EDDY_BUF_INIT;
+  (void)luaL_dostring(L, "return { [0.1 + 0.2] = 1, [1e308] = 2, [-0.5] = 3 }");
+  int rc = eddy_json_encode(L, -1, &b, err, sizeof err);
+  int text_ok = rc == 0 && b.len == strlen("{\"-0.5\":3,\"0.30000000000000004\":1,\"1e+308\":2}") &&
+                memcmp(b.data, "{\"-0.5\":3,\"0.30000000000000004\":1,\"1e+308\":2}", b.len) == 0;
+  (void)luaL_dostring(L, "return { [-math.huge] = 1 }");
+  rc = eddy_json_encode(L, -1, &b, err, sizeof err);
+  int inf_ok = rc != 0 && strcmp(err, "a table key that is an infinite number") == 0;
+  eddy_buf_free(&b);
+  lua_close(L);
+  ASSERT(text_ok);
+  ASSERT(inf_ok);
+}

@@ -399,6 +399,14 @@ local function fail(msg)
   error(setmetatable({ msg = msg }, Failure), 0)
 end
 
+-- msg with its control characters written as escapes (\n, \t, \x01), so
+-- that a value holding a newline (a path, say) keeps the message on one
+-- line and shows exactly what the app says.
+local ESCAPES = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+local function escape_controls(msg)
+  return (msg:gsub("%c", function(c) return ESCAPES[c] or string.format("\\x%02x", c:byte()) end))
+end
+
 local function check_keys(prefix, what, t, known)
   local bad = eddy._unknown_key(t, known)
   if bad ~= nil then fail(prefix .. eddy._unknown_option(what, bad, known)) end
@@ -715,7 +723,7 @@ function load_app(path, opts)
 
   local checked, app = pcall(check_app, path, res[1], opts)
   if not checked then
-    if getmetatable(app) == Failure then return nil, app.msg end
+    if getmetatable(app) == Failure then return nil, escape_controls(app.msg) end
     error(app, 0)
   end
   local strict = app.sandbox == "strict"

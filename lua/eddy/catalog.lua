@@ -58,11 +58,17 @@ local function lua_kind(v)
   return (t:match("^[aeiou]") and "an " or "a ") .. t
 end
 
+-- Whether t holds exactly the keys 1..n (n >= 0): no hole, no other key.
+-- (`#t` alone cannot tell: with a hole it may be any border.)
 local function is_list(t)
   if type(t) ~= "table" then return false end
-  local n = 0
-  for _ in pairs(t) do n = n + 1 end
-  return n == #t
+  local n, max = 0, 0
+  for k in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 then return false end
+    n = n + 1
+    if k > max then max = k end
+  end
+  return n == max
 end
 
 -- Numbers (versions) in numeric order, before names in byte order.
@@ -90,6 +96,38 @@ end
 ---------------------------------------------------------------------------
 -- Checking a schema
 
+-- Why v is not data a catalog can keep and read back (strings, finite
+-- numbers, booleans, null, and tables of them keyed by strings and
+-- numbers, holding no table twice on one path), or nil.
+local function not_data(v, open)
+  local t = type(v)
+  if t == "string" or t == "boolean" or is_null(v) then return nil end
+  if t == "number" then
+    if v ~= v then return "NaN" end
+    if v == math.huge or v == -math.huge then return "an infinite number" end
+    return nil
+  end
+  if t ~= "table" then return lua_kind(v) end
+  open = open or {}
+  if open[v] then return "a table that contains itself" end
+  open[v] = true
+  for k, x in pairs(v) do
+    local why
+    if type(k) ~= "string" and type(k) ~= "number" then
+      why = lua_kind(k) .. " as a key"
+    else
+      why = not_data(k, open) or not_data(x, open)
+    end
+    if why then return why end
+  end
+  open[v] = nil
+  return nil
+end
+
+-- The keywords whose values are data (kept as they are in the catalog).
+local DATA_KEYWORDS = { "enum", "const", "title", "description", "default", "examples",
+                        "format" }
+
 local function field_name(path, key)
   if path == "" then return key end
   return path .. "." .. key
@@ -111,6 +149,9 @@ local function check_schema(p, s, path, open)
   local ty = s.type
   if ty ~= nil then
     local list = type(ty) == "table" and ty or { ty }
+    if not is_list(list) then
+      fail(p .. where .. ": 'type' must be a type name or a list of them")
+    end
     if #list == 0 then fail(p .. where .. ": 'type' is an empty list") end
     for _, t in ipairs(list) do
       if not TYPES[t] then
@@ -151,6 +192,13 @@ local function check_schema(p, s, path, open)
     if s[k] ~= nil and type(s[k]) ~= "number" then
       fail(p .. where .. ": '" .. k .. "' must be a number, got " .. lua_kind(s[k]))
     end
+    if s[k] ~= nil and not_data(s[k]) then
+      fail(p .. where .. ": '" .. k .. "' must be a finite number, got " .. not_data(s[k]))
+    end
+  end
+  for _, k in ipairs(DATA_KEYWORDS) do
+    local why = s[k] ~= nil and not_data(s[k])
+    if why then fail(p .. where .. ": '" .. k .. "' must be JSON data, got " .. why) end
   end
   for _, k in ipairs({ "minLength", "maxLength", "minItems", "maxItems" }) do
     if s[k] ~= nil and (math.type(s[k]) ~= "integer" or s[k] < 0) then
