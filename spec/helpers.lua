@@ -352,6 +352,31 @@ function M.wait_until(pred, timeout_s, what)
   error(string.format("timed out after %gs waiting for %s", timeout_s, what), 2)
 end
 
+--- Polls look until it says done, for as long as the work it waits on
+-- moves: look returns done (a true value, returned, ends the wait) and a
+-- progress mark (any value that changes while the work goes on, a count
+-- of things done for instance).  Fails the test when the mark stays the
+-- same for stall_s seconds, naming it.  For a wait whose length depends on
+-- how fast the machine is (sanitizers, load) but that must fail when the
+-- work is stuck.
+-- @tparam function look called with no arguments
+-- @tparam number stall_s how long the mark may stay the same
+-- @tparam string what what is being waited for, for the failure message
+function M.wait_progress(look, stall_s, what)
+  local mark, since = nil, now()
+  while true do
+    local done, m = look()
+    if done then return done end
+    if m ~= mark then
+      mark, since = m, now()
+    elseif now() - since > stall_s then
+      error(string.format("no progress for %gs (stuck at %s) waiting for %s", stall_s,
+                          tostring(m), what), 2)
+    end
+    pause(0.01)
+  end
+end
+
 --- Starts a command (a list: program and its arguments) in the background.
 -- Standard input is `opts.stdin` (a string), `opts.stdin_file` (a path, a
 -- FIFO for instance) or /dev/null.
