@@ -516,7 +516,8 @@ function M.open_fds(pid)
 end
 
 -- The socket client the specs drive (test/holdconn.c).
-local HOLDCONN = (os.getenv("EDDY_BUILD") or "build") .. "/holdconn"
+local HOLDCONN = (os.getenv("EDDY_MODULE_BUILD") or os.getenv("EDDY_BUILD") or "build") ..
+                 "/holdconn"
 
 --- Opens count connections to address (`tcp:HOST:PORT` or `unix:PATH`),
 -- writes data (bytes, default none) on each and holds them until the
