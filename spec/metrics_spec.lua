@@ -114,7 +114,10 @@ describe("eddy run --admin", function()
     -- eddy's own view first: the parked message holds the lag at 5.
     local text = H.wait_until(function()
       local c, t = get(base .. "/metrics")
+      -- Two workers commit on their own: the quarantines may land before
+      -- the handled messages, so wait for both.
       if c == 200 and t:find('eddy_quarantine_depth{consumer="picky"} 3', 1, true) and
+         t:find('eddy_messages_handled_total{consumer="picky"} 3\n', 1, true) and
          t:find('eddy_consumer_lag{consumer="stuck",topic="work",partition="0"} 5', 1, true) and
          t:find('eddy_parked_messages{consumer="stuck"} 1', 1, true) then
         return t
