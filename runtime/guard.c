@@ -35,9 +35,11 @@ struct eddy_guard {
   int stop;                    /* under mu */
 };
 
+/* Coarse (a few ms, a few ns a read): read at every call, and the
+ * watchdog looks every 100 ms. */
 static int64_t mono_ms(void) {
   struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
   return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 

@@ -33,6 +33,10 @@ struct eddy_inflight_slot {
   char consumer[EDDY_INFLIGHT_CONSUMER];
   char topic[EDDY_INFLIGHT_TOPIC];
   char id[EDDY_INFLIGHT_ID];
+  /* This process's own: what consumer and topic hold (a worker's next
+   * message is mostly of the same), so that enter copies them only when
+   * they change.  Meaningless to a later reader. */
+  const char *seen_consumer, *seen_topic;
 };
 
 typedef struct header {
@@ -59,9 +63,10 @@ static eddy_inflight_slot *slots_of(void *map) {
                                 (sizeof(header) + 64) % 64);
 }
 
+/* Coarse (a few ms): it is for the log, and read on every call. */
 static int64_t wall_ms(void) {
   struct timespec t;
-  clock_gettime(CLOCK_REALTIME, &t);
+  clock_gettime(CLOCK_REALTIME_COARSE, &t);
   return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
@@ -197,9 +202,17 @@ void eddy_inflight_enter(eddy_inflight_slot *s, int64_t consumer_id, const char 
                          const char *topic, int partition, int64_t offset,
                          const char *id, size_t id_len) {
   if (!s) return;
+  /* A consumer's id goes with its name: a name at an address a freed one
+   * had is the same name when the id is. */
+  if (consumer != s->seen_consumer || consumer_id != s->consumer_id) {
+    put(s->consumer, sizeof s->consumer, consumer, strlen(consumer));
+    s->seen_consumer = consumer;
+  }
   s->consumer_id = consumer_id;
-  put(s->consumer, sizeof s->consumer, consumer, strlen(consumer));
-  put(s->topic, sizeof s->topic, topic, strlen(topic));
+  if (topic != s->seen_topic) {
+    put(s->topic, sizeof s->topic, topic, strlen(topic));
+    s->seen_topic = topic;
+  }
   put(s->id, sizeof s->id, id, id_len);
   s->partition = partition;
   s->offset = offset;

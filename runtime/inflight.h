@@ -64,7 +64,9 @@ void eddy_inflight_close(eddy_inflight *in);
 eddy_inflight_slot *eddy_inflight_slot_at(eddy_inflight *in, int i);
 
 /* Marks slot s in a call on a message (s may be NULL: does nothing).
- * Strings are cut to the slot's sizes. */
+ * Strings are cut to the slot's sizes.  consumer and topic are copied only
+ * when they are other pointers than the last call's: they must not change
+ * while the slot's owner keeps them. */
 void eddy_inflight_enter(eddy_inflight_slot *s, int64_t consumer_id, const char *consumer,
                          const char *topic, int partition, int64_t offset,
                          const char *id, size_t id_len);
