@@ -4,25 +4,16 @@
 -- and "What handlers can do").
 local H = require "helpers"
 
-local function defer(fn) H.defer(finally, fn) end
-
 --- An app in a fresh directory: eddy.lua (app options in `app`, a Lua
 -- table's text without its braces) and the handler files given.
 local function make_app(handlers, app)
-  local dir = H.tmpdir()
-  defer(function() H.rmdir(dir) end)
-  assert(os.execute("mkdir " .. H.quote(dir .. "/handlers")))
-  H.write(dir .. "/eddy.lua", "return { data = 'data', workers = 2, handlers = { 'handlers/' },\n" ..
-          "  topics = { orders = { partitions = 2 } }, " .. (app or "") .. " }\n")
-  for name, text in pairs(handlers) do H.write(dir .. "/handlers/" .. name, text) end
-  return { dir = dir, file = dir .. "/eddy.lua", data = dir .. "/data" }
+  local files = {}
+  for name, text in pairs(handlers) do files["handlers/" .. name] = text end
+  return H.app(finally, "return { data = 'data', workers = 2, handlers = { 'handlers/' },\n" ..
+               "  topics = { orders = { partitions = 2 } }, " .. (app or "") .. " }\n", files)
 end
 
-local function eddy(app, ...)
-  local r = H.run({ "--data", app.data, ... })
-  assert(r.code == 0, table.concat({ ... }, " ") .. ": " .. r.err)
-  return r.out
-end
+local eddy = H.eddy_ok
 
 --- Produces each value with itself as its key (or with key, in order).
 local function produce(app, values, key)
@@ -36,7 +27,7 @@ end
 --- The quarantined messages of consumer c: value -> { reason, error, attempts }.
 local function quarantined(app, c)
   local out = {}
-  for _, e in ipairs(H.json_lines(eddy(app, "dlq", "list", "--json"))) do
+  for _, e in ipairs(H.dlq(app.data)) do
     if e.consumer == c then
       out[e.value] = { reason = e.reason, error = e.error, attempts = e.attempts }
     end
@@ -44,14 +35,7 @@ local function quarantined(app, c)
   return out
 end
 
---- Consumer c's state: key -> value.
-local function state(app, c)
-  local out = {}
-  for _, o in ipairs(H.json_lines(eddy(app, "state", "list", c, "--json"))) do
-    out[o.key] = o.value
-  end
-  return out
-end
+local function state(app, c) return H.state(app.data, c) end
 
 -- Counts every message by key: the consumer next to the misbehaving one.
 local COUNTER = [[

@@ -11,20 +11,12 @@ local function defer(fn) H.defer(finally, fn) end
 local CPATH = (os.getenv("EDDY_BUILD") or "build") .. "/test/?.so"
 
 local function make_app(handler)
-  local dir = H.tmpdir()
-  defer(function() H.rmdir(dir) end)
-  assert(os.execute("mkdir " .. H.quote(dir .. "/handlers")))
-  H.write(dir .. "/eddy.lua", "return { data = 'data', workers = 2, handlers = { 'handlers/' }," ..
-          " topics = { orders = { partitions = 2 } } }\n")
-  H.write(dir .. "/handlers/h.lua", (handler:gsub("%$CPATH", CPATH)))
-  return { dir = dir, file = dir .. "/eddy.lua", data = dir .. "/data" }
+  return H.app(finally, "return { data = 'data', workers = 2, handlers = { 'handlers/' }," ..
+               " topics = { orders = { partitions = 2 } } }\n",
+               { ["handlers/h.lua"] = (handler:gsub("%$CPATH", CPATH)) })
 end
 
-local function eddy(app, ...)
-  local r = H.run({ "--data", app.data, ... })
-  assert(r.code == 0, table.concat({ ... }, " ") .. ": " .. r.err)
-  return r.out
-end
+local eddy = H.eddy_ok
 
 local function produce(app, lines)
   local r = H.run({ "produce", "orders", "--data", app.data, "-K", "\t" },
@@ -65,7 +57,7 @@ end
 
 local function quarantined(app)
   local out = {}
-  for _, e in ipairs(H.json_lines(eddy(app, "dlq", "list", "--json"))) do
+  for _, e in ipairs(H.dlq(app.data)) do
     out[#out + 1] = { value = e.value, reason = e.reason, error = e.error }
   end
   return out
@@ -73,10 +65,7 @@ end
 
 --- Every key's count, and the values on topic out, in order per key.
 local function effects(app)
-  local counts = {}
-  for _, o in ipairs(H.json_lines(eddy(app, "state", "list", "h", "--json"))) do
-    counts[o.key] = o.value
-  end
+  local counts = H.state(app.data, "h")
   local out = {}
   for _, m in ipairs(H.messages(app.data, "out")) do
     out[m.key] = (out[m.key] and out[m.key] .. " " or "") .. m.value

@@ -478,6 +478,47 @@ function M.topics(dir)
   return t
 end
 
+--- An app in a fresh temporary directory, removed when the test ends:
+-- eddy.lua holds app_text, and files maps paths (relative to the app's
+-- directory, theirs made as needed) to texts.
+-- @tparam function fin busted's `finally`
+-- @treturn table `{ dir =, file = DIR/eddy.lua, data = DIR/data }`
+function M.app(fin, app_text, files)
+  local dir = M.tmpdir()
+  M.defer(fin, function() M.rmdir(dir) end)
+  M.write(dir .. "/eddy.lua", app_text)
+  for name, text in pairs(files or {}) do
+    local file = dir .. "/" .. name
+    os.execute("mkdir -p " .. M.quote(path.dirname(file)))
+    M.write(file, text)
+  end
+  return { dir = dir, file = dir .. "/eddy.lua", data = dir .. "/data" }
+end
+
+--- Runs eddy on app's data directory (`--data app.data` and the
+-- arguments); fails the test unless it exits 0.  Returns its stdout.
+function M.eddy_ok(app, ...)
+  local r = M.run({ "--data", app.data, ... })
+  assert(r.code == 0, table.concat({ ... }, " ") .. ": " .. r.err)
+  return r.out
+end
+
+--- Consumer c's state in data directory dir: key -> value.
+function M.state(dir, c)
+  local r = M.run({ "--data", dir, "state", "list", c, "--json" })
+  assert(r.code == 0, "state list failed: " .. r.err)
+  local out = {}
+  for _, o in ipairs(M.json_lines(r.out)) do out[o.key] = o.value end
+  return out
+end
+
+--- The entries of `dlq list --json` in data directory dir, decoded.
+function M.dlq(dir)
+  local r = M.run({ "--data", dir, "dlq", "list", "--json" })
+  assert(r.code == 0, "dlq list failed: " .. r.err)
+  return M.json_lines(r.out)
+end
+
 --- Every message of topic in dir, `tail --from-beginning --json`, decoded.
 function M.messages(dir, topic, extra)
   local args = { "--data", dir, "tail", topic, "--from-beginning", "--json" }

@@ -4,29 +4,17 @@
 -- (docs/handlers.md, "What handlers can do").
 local H = require "helpers"
 
-local function defer(fn) H.defer(finally, fn) end
-
+--- An app with files, whose store holds topic orders with one message.
 local function make_app(app_opts, files)
-  local dir = H.tmpdir()
-  defer(function() H.rmdir(dir) end)
-  assert(os.execute("mkdir " .. H.quote(dir .. "/handlers")))
-  H.write(dir .. "/eddy.lua", "return { data = 'data', workers = 1, handlers = { 'handlers/' }," ..
-          " topics = { orders = { partitions = 1 } }, " .. app_opts .. " }\n")
-  for name, text in pairs(files) do H.write(dir .. "/" .. name, text) end
-  local r = H.run({ "--data", dir .. "/data", "topic", "create", "orders" })
+  local app = H.app(finally, "return { data = 'data', workers = 1, handlers = { 'handlers/' }," ..
+                    " topics = { orders = { partitions = 1 } }, " .. app_opts .. " }\n", files)
+  H.eddy_ok(app, "topic", "create", "orders")
+  local r = H.run({ "--data", app.data, "produce", "orders" }, { stdin = "probe\n" })
   assert(r.code == 0, r.err)
-  r = H.run({ "--data", dir .. "/data", "produce", "orders" }, { stdin = "probe\n" })
-  assert(r.code == 0, r.err)
-  return { dir = dir, file = dir .. "/eddy.lua", data = dir .. "/data" }
+  return app
 end
 
-local function state(app, c)
-  local r = H.run({ "--data", app.data, "state", "list", c, "--json" })
-  assert(r.code == 0, r.err)
-  local out = {}
-  for _, o in ipairs(H.json_lines(r.out)) do out[o.key] = o.value end
-  return out
-end
+local function state(app, c) return H.state(app.data, c) end
 
 -- What the code of a handler file can reach, at its top level (`at_load`)
 -- and in its handler, recorded in its consumer's state.
