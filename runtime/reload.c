@@ -1,11 +1,14 @@
 /*
  * reload.c - hot reload (see reload.h and docs/reload.md).
  *
- * A reload, in the runner's thread:
- *   1. read the app again (app.c): every script compiled and run, every
- *      definition checked, in a Lua state of its own;
+ * A reload, in the runner's thread but for the steps marked (pool), which
+ * run handler code and so may take a while (up to the load limits,
+ * sandbox.h): those run on libuv's thread pool while the loop goes on
+ * (eddy status, reading, committing), one reload at a time:
+ *   1. (pool) read the app again (app.c): every script compiled and run,
+ *      every definition checked, in a Lua state of its own;
  *   2. check the store (topics), take the lock files of added consumers;
- *   3. build every worker's next Lua state (eddy_worker_prepare);
+ *   3. (pool) build every worker's next Lua state (eddy_worker_prepare);
  *   4. write to the store: new topics, added consumers, their cursors
  *      (not read yet);
  *   5. retire the cursors of removed consumers and topics, make the new
@@ -67,6 +70,14 @@ struct eddy_reloader {
   waiter *next_waiting;  /* asked meanwhile: served by the next reload */
   int next_wanted;
   char next_source[32];
+  /* The reload in its pool steps (busy): what they read and made. */
+  int busy;
+  int stopping;
+  uv_work_t work;
+  eddy_app app;
+  eddy_gen *g;
+  int rc;
+  char err[1024];
   /* The last reload. */
   int reloads;           /* successful ones */
   int failed_reloads;
@@ -339,25 +350,42 @@ static int same_consumers(const eddy_gen *old, const eddy_gen *g) {
   return 1;
 }
 
-/* Steps 1-5 of a reload (see the top of this file).  0: switching; 1:
- * nothing to do (a file change that changed nothing); -1: failed, with
- * err, nothing changed. */
-static int begin(eddy_reloader *rl, char *err, size_t errlen) {
+static void finish(eddy_reloader *rl, int rc, const char *err);
+static void start_next(eddy_reloader *rl);
+
+/* Step 1, on the pool: only the app file and the handler files. */
+static void read_work(uv_work_t *req) {
+  eddy_reloader *rl = req->data;
   eddy_runner *r = rl->r;
-  eddy_app a;
-  if (eddy_app_read(r->app_file, r->data_override, &a, err, errlen) != 0) return -1;
-  if (a.workers != r->app_workers)
+  rl->rc = eddy_app_read(r->app_file, r->data_override, &rl->app, rl->err, sizeof rl->err);
+}
+
+/* Step 3, on the pool: each worker's next state (set aside under the
+ * worker's lock; the worker switches only when told, after step 5). */
+static void prepare_work(uv_work_t *req) {
+  eddy_reloader *rl = req->data;
+  eddy_runner *r = rl->r;
+  rl->rc = 0;
+  for (int w = 0; rl->rc == 0 && w < r->nworkers; w++)
+    rl->rc = eddy_worker_prepare(r->workers[w], rl->g, rl->err, sizeof rl->err);
+}
+
+static void after_prepare(uv_work_t *req, int status);
+
+/* Step 2, after the read: 0 (step 3 queued), 1 (nothing to do) or -1
+ * with err. */
+static int check_next(eddy_reloader *rl, char *err, size_t errlen) {
+  eddy_runner *r = rl->r;
+  eddy_app *a = &rl->app;
+  if (a->workers != r->app_workers)
     eddy_logf("WARN", "reload: 'workers' changed from %d to %d: it applies at the next start",
-              r->app_workers, a.workers);
-  if (strcmp(a.data_dir, r->data_dir) != 0)
+              r->app_workers, a->workers);
+  if (strcmp(a->data_dir, r->data_dir) != 0)
     eddy_logf("WARN", "reload: 'data' changed to '%s': it applies at the next start",
-              a.data_dir);
-  if (!r->kafka && eddy_runner_check_topics(r, &a, err, errlen) != 0) {
-    eddy_app_free(&a);
-    return -1;
-  }
-  eddy_gen *g = next_gen(rl, &a, err, errlen);
-  if (!g) { eddy_app_free(&a); return -1; }
+              a->data_dir);
+  if (!r->kafka && eddy_runner_check_topics(r, a, err, errlen) != 0) return -1;
+  eddy_gen *g = next_gen(rl, a, err, errlen);
+  if (!g) return -1;
   eddy_gen *old = r->gen;
   if (r->kafka) {
     /* On Kafka a consumer's group membership is made at start: a reload
@@ -369,7 +397,6 @@ static int begin(eddy_reloader *rl, char *err, size_t errlen) {
         snprintf(err, errlen, "consumer '%s': adding or removing a consumer, or changing its "
                  "topics, takes a restart on Kafka", g->defs[i].name);
         eddy_gen_release(g);
-        eddy_app_free(&a);
         return -1;
       }
     }
@@ -378,45 +405,78 @@ static int begin(eddy_reloader *rl, char *err, size_t errlen) {
     /* A save that changed nothing eddy runs (or a change an earlier
      * reload already took). */
     eddy_gen_release(g);
-    eddy_app_free(&a);
     return 1;
   }
   rl->nadded_locks = 0;
-  int rc = 0;
-  for (int i = 0; rc == 0 && i < g->nconsumers; i++) {
+  for (int i = 0; i < g->nconsumers; i++) {
     int was = i < old->nconsumers && old->defs[i].active;
     if (!g->defs[i].active || was) continue;
-    rc = eddy_runner_lock(r, i, g->defs[i].name, err, errlen);
-    if (rc == 0) rl->added_locks[rl->nadded_locks++] = i;
+    if (eddy_runner_lock(r, i, g->defs[i].name, err, errlen) != 0) {
+      release_added_locks(rl);
+      eddy_gen_release(g);
+      return -1;
+    }
+    rl->added_locks[rl->nadded_locks++] = i;
   }
-  for (int w = 0; rc == 0 && w < r->nworkers; w++)
-    rc = eddy_worker_prepare(r->workers[w], g, err, errlen);
+  rl->g = g;
+  uv_queue_work(r->loop, &rl->work, prepare_work, after_prepare);
+  return 0;
+}
+
+static void after_read(uv_work_t *req, int status) {
+  eddy_reloader *rl = req->data;
+  if (status != 0 || rl->rc != 0 || rl->stopping) {
+    if (status == 0 && rl->rc == 0) eddy_app_free(&rl->app);
+    finish(rl, -1, status != 0 ? "the reload was cancelled"
+                   : rl->stopping ? "eddy run stopped before the reload was over" : rl->err);
+    return;
+  }
+  char err[1024];
+  int rc = check_next(rl, err, sizeof err);
+  if (rc != 0) {
+    eddy_app_free(&rl->app);
+    finish(rl, rc, err);
+  }
+}
+
+/* Steps 4 and 5, after the prepare. */
+static void after_prepare(uv_work_t *req, int status) {
+  eddy_reloader *rl = req->data;
+  eddy_runner *r = rl->r;
+  eddy_app *a = &rl->app;
+  eddy_gen *g = rl->g, *old = r->gen;
+  char err[1024];
+  int rc = status != 0 ? -1 : rl->stopping ? -1 : rl->rc;
+  snprintf(err, sizeof err, "%s", status != 0 ? "the reload was cancelled"
+           : rl->stopping ? "eddy run stopped before the reload was over" : rl->err);
+  rl->g = NULL;
   /* The store: nothing above changed it.  Under the write lock, so the
    * workers' commits wait on it instead of on SQLite's busy handler,
    * which sleeps. */
   uv_mutex_lock(&r->write_mu);
   if (rc == 0 && eddy_store_begin(r->store) != 0) {
-    snprintf(err, errlen, "%s", eddy_store_errmsg(r->store));
+    snprintf(err, sizeof err, "%s", eddy_store_errmsg(r->store));
     rc = -1;
   }
   int in_tx = rc == 0;
-  if (rc == 0 && !r->kafka) rc = eddy_runner_create_topics(r, &a, err, errlen);
+  if (rc == 0 && !r->kafka) rc = eddy_runner_create_topics(r, a, err, sizeof err);
   for (int i = 0; !r->kafka && rc == 0 && i < g->nconsumers; i++) {
     eddy_consumer_def *c = &g->defs[i];
     if (!c->active) continue;
     if (!r->slot_seqs[i]) {
       r->slot_seqs[i] = calloc(EDDY_EPOCH_SLOTS, sizeof *r->slot_seqs[i]);
-      if (!r->slot_seqs[i]) { snprintf(err, errlen, "out of memory"); rc = -1; break; }
+      if (!r->slot_seqs[i]) { snprintf(err, sizeof err, "out of memory"); rc = -1; break; }
       c->slot_seq = r->slot_seqs[i];
     }
     /* A consumer that runs and keeps its topics is registered already. */
     int was = i < old->nconsumers && old->defs[i].active;
-    if (!was || !same_topics(&old->defs[i], c)) rc = eddy_runner_register(r, c, err, errlen);
-    if (rc == 0) rc = eddy_runner_open_cursors(r, i, c, 0, err, errlen);
+    if (!was || !same_topics(&old->defs[i], c))
+      rc = eddy_runner_register(r, c, err, sizeof err);
+    if (rc == 0) rc = eddy_runner_open_cursors(r, i, c, 0, err, sizeof err);
   }
   if (in_tx) {
     if (rc == 0 && eddy_store_commit(r->store) != 0) {
-      snprintf(err, errlen, "%s", eddy_store_errmsg(r->store));
+      snprintf(err, sizeof err, "%s", eddy_store_errmsg(r->store));
       rc = -1;
     } else if (rc != 0) {
       eddy_store_rollback(r->store);
@@ -428,8 +488,9 @@ static int begin(eddy_reloader *rl, char *err, size_t errlen) {
     release_added_locks(rl);
     /* Cursors opened above stay unread and are reused by the next try. */
     eddy_gen_release(g);
-    eddy_app_free(&a);
-    return -1;
+    eddy_app_free(a);
+    finish(rl, -1, err);
+    return;
   }
   /* Stop reading what the new generation does not read. */
   for (int k = 0; k < r->ncursors; k++) {
@@ -443,21 +504,37 @@ static int begin(eddy_reloader *rl, char *err, size_t errlen) {
     }
   }
   summarize(rl, old, g);
-  r->dedupe_window_ms = a.dedupe_window_ms;
+  r->dedupe_window_ms = a->dedupe_window_ms;
   unwatch_all(rl);
-  plan_watches(rl, &a);
+  plan_watches(rl, a);
   start_watches(rl);
-  eddy_app_free(&a);
+  eddy_app_free(a);
   eddy_runner_set_gen(r, g);
   eddy_gen_release(g);          /* the runner holds it now */
   rl->target = g;
   for (int w = 0; w < r->nworkers; w++) eddy_worker_switch(r->workers[w]);
-  return 0;
+  finish(rl, 0, NULL);
+}
+
+/* The pool steps are over: 0, switching (eddy_reloader_tick ends the
+ * reload); 1, nothing to do; -1, failed with err, nothing changed. */
+static void finish(eddy_reloader *rl, int rc, const char *err) {
+  rl->busy = 0;
+  if (rc == 0) return;
+  waiter *list = rl->waiting;
+  rl->waiting = NULL;
+  if (rc < 0) {
+    log_and_tell(rl, list, 0, err);
+  } else {
+    while (list) { waiter *n = list->next; free(list); list = n; }
+  }
+  if (rl->next_wanted && !rl->stopping) start_next(rl);
 }
 
 static void start_next(eddy_reloader *rl);
 
 void eddy_reloader_tick(eddy_reloader *rl) {
+  if (rl->busy) return;
   if (!rl->target) {
     if (rl->next_wanted) start_next(rl);
     return;
@@ -489,18 +566,9 @@ static void start_next(eddy_reloader *rl) {
   snprintf(rl->source, sizeof rl->source, "%s", rl->next_source);
   rl->waiting = rl->next_waiting;
   rl->next_waiting = NULL;
-  char err[1024];
-  int rc = begin(rl, err, sizeof err);
-  if (rc != 0) {
-    waiter *list = rl->waiting;
-    rl->waiting = NULL;
-    if (rc < 0) {
-      log_and_tell(rl, list, 0, err);
-    } else {
-      while (list) { waiter *n = list->next; free(list); list = n; }
-      if (rl->next_wanted) start_next(rl);
-    }
-  }
+  rl->busy = 1;
+  rl->work.data = rl;
+  uv_queue_work(rl->r->loop, &rl->work, read_work, after_read);
 }
 
 void eddy_reloader_request(eddy_reloader *rl, const char *source, eddy_reload_done done,
@@ -519,7 +587,7 @@ void eddy_reloader_request(eddy_reloader *rl, const char *source, eddy_reload_do
   if (!rl->next_wanted || strcmp(rl->next_source, "file change") == 0)
     snprintf(rl->next_source, sizeof rl->next_source, "%s", source);
   rl->next_wanted = 1;
-  if (!rl->target) start_next(rl);
+  if (!rl->target && !rl->busy) start_next(rl);
 }
 
 /* ---- status ------------------------------------------------------------------ */
@@ -688,6 +756,11 @@ static void tell_all(waiter *list, const char *why) {
 
 void eddy_reloader_stop(eddy_reloader *rl) {
   if (!rl || !rl->started) return;
+  /* A reload in its pool steps uses the workers: let it end (within the
+   * load limits) and undo itself before anything stops.  The loop has
+   * stopped; the runner's other callbacks do nothing once it stops. */
+  rl->stopping = 1;
+  while (rl->busy) uv_run(rl->r->loop, UV_RUN_ONCE);
   tell_all(rl->waiting, "eddy run stopped before the reload was over");
   tell_all(rl->next_waiting, "eddy run stopped before the reload was over");
   rl->waiting = rl->next_waiting = NULL;

@@ -3,6 +3,9 @@
 -- handled, and the run ends as it should (docs/handlers.md, "Failures"
 -- and "What handlers can do").
 local H = require "helpers"
+local system = require "system"
+
+local function now_ms() return math.floor(system.monotime() * 1000) end
 
 --- An app in a fresh directory: eddy.lua (app options in `app`, a Lua
 -- table's text without its braces) and the handler files given.
@@ -293,4 +296,44 @@ return eddy.consumer { name = "h", topics = { "orders" }, retry = { attempts = 1
     for _, m in ipairs(H.messages(app.data, "out")) do out[#out + 1] = m.value end
     assert.same({ "next", "and-next" }, out)
   end)
+
+  it("answers eddy status while a reload runs a handler file's slow top level", function()
+    local handler = [[
+local eddy = require "eddy"
+$SLOW
+return eddy.consumer { name = "h", topics = { "orders" },
+  handle = function(msg, ctx) ctx.state:set(msg.key, "$VERSION") end }
+]]
+    local function text(version, slow)
+      return (handler:gsub("%$SLOW", slow):gsub("%$VERSION", version))
+    end
+    local app = make_app({ ["h.lua"] = text("v1", "") })
+    eddy(app, "topic", "create", "orders", "--partitions", "2")
+    local h = H.spawn({ "run", app.file })
+    H.defer(finally, function() H.cleanup(h) end)
+    produce(app, { "before" })
+    -- (state list fails until eddy run has registered the consumer)
+    H.wait_until(function() return pcall(state, app, "h") and state(app, "h").before == "v1" end,
+                 20, "v1 to handle 'before'")
+    -- Three seconds of work when the file loads: in each state that loads it.
+    H.write(app.dir .. "/handlers/h.lua",
+            text("v2", "local t0 = os.clock() while os.clock() - t0 < 3 do end"))
+    local reload = H.spawn({ "reload", "--data", app.data })
+    H.defer(finally, function() H.cleanup(reload) end)
+    local slowest, looks = 0, 0
+    while not H.exit_code(reload) do
+      local t0 = now_ms()
+      local st = H.run({ "status", "--data", app.data })
+      assert.equal(0, st.code, st.err)
+      slowest, looks = math.max(slowest, now_ms() - t0), looks + 1
+    end
+    assert.equal(0, H.exit_code(reload), H.read(reload.err))
+    assert.truthy(H.read(reload.out):find("h ", 1, true), H.read(reload.out))
+    assert.is_true(looks >= 3, "eddy status answered " .. looks .. " times during the reload")
+    assert.is_true(slowest < 1000, "eddy status took " .. slowest .. " ms during the reload")
+    produce(app, { "after" })
+    H.wait_until(function() return state(app, "h").after == "v2" end, 20, "v2 to handle 'after'")
+    assert.equal("v1", state(app, "h").before)
+  end)
 end)
+
