@@ -93,6 +93,7 @@ typedef struct eddy_cursor {
    * or the end); its first message or end-of-partition event tells
    * (ksource.c).  Until then the offsets here are 0, placeholders. */
   int start_unknown;
+  int64_t start_asked;      /* runner only, Kafka: when librdkafka was asked it */
   /* Under runner->track_mu: */
   int64_t watermark;        /* every offset below it is done */
   int64_t end;              /* offsets [watermark, end) are in flight */

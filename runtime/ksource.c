@@ -12,7 +12,8 @@
  *   - where a partition without a stored offset starts: assigned with
  *     RD_KAFKA_OFFSET_INVALID, librdkafka finds the group's offset on
  *     Kafka, else applies auto.offset.reset; the first message or the
- *     end-of-partition event tells the cursor where it started (place);
+ *     end-of-partition event tells the cursor where it started (place),
+ *     and a start not found within 10 s is asked again (reask);
  *   - the partition count of a topic the store lacks: the runner made the
  *     store's rows at startup, from the counts it asked for then;
  *   - the ends of partitions, for --drain: asked of the cluster off the
@@ -45,6 +46,7 @@
 #define COMMIT_EVERY_MS 1000
 #define LEAVE_MS 5000            /* longest a stop waits for Kafka to see us leave */
 #define ENDS_RETRY_MS 1000       /* after a failed query of the ends (--drain) */
+#define REASK_MS 10000           /* a partition's start not found: ask again */
 #define QUEUED_MIN_MESSAGES "1000000"
 
 struct kgroup;
@@ -159,6 +161,7 @@ static void take(kgroup *g, rd_kafka_topic_partition_list_t *parts) {
     if (cu->start_unknown) {
       /* librdkafka asks the group's offset on Kafka, asynchronously. */
       tp->offset = RD_KAFKA_OFFSET_INVALID;
+      cu->start_asked = now_ms();
       eddy_logx("INFO",
                 &(eddy_logfields){ .consumer = c->name, .topic = tp->topic,
                                    .partition = tp->partition, .set = EDDY_LOGF_PARTITION,
@@ -619,12 +622,42 @@ int eddy_ksource_read(eddy_ksource *ks, int max,
   return got;
 }
 
+/* librdkafka 2.0 never asks again for the group's offset of a partition
+ * assigned without one when the coordinator answered the first time with
+ * a request-level NOT_COORDINATOR (a coordinator just back): the partition
+ * is never fetched.  A partition whose start is still not known after
+ * REASK_MS is given up and assigned again, which asks again; nothing of
+ * it was read, so nothing is lost or repeated.  During an outage this asks
+ * every REASK_MS, each time without waiting. */
+static void reask(kgroup *g) {
+  eddy_runner *r = g->ks->r;
+  if (g->revoking) return;
+  int64_t now = now_ms();
+  for (int k = 0; k < r->ncursors; k++) {
+    eddy_cursor *cu = r->cursors[k];
+    if (cu->consumer != g->consumer || !cu->start_unknown || !cu->live ||
+        atomic_load(&cu->revoked) || now - cu->start_asked < REASK_MS)
+      continue;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, cu->topic, cu->partition)->offset =
+      RD_KAFKA_OFFSET_INVALID;
+    rd_kafka_error_t *e = rd_kafka_incremental_unassign(g->rk, l);
+    if (e) rd_kafka_error_destroy(e);
+    e = rd_kafka_incremental_assign(g->rk, l);
+    /* Refused (the group in a rebalance): again in a second. */
+    cu->start_asked = e ? now - REASK_MS + 1000 : now;
+    if (e) rd_kafka_error_destroy(e);
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+}
+
 void eddy_ksource_tick(eddy_ksource *ks) {
   for (int i = 0; i < ks->n; i++) {
     kgroup *g = &ks->g[i];
     if (!g->rk || g->closing) continue;
     serve_results(g);
     finish_revoke(g, 0);
+    reask(g);
   }
   if (now_ms() - ks->last_commit < COMMIT_EVERY_MS) return;
   ks->last_commit = now_ms();
