@@ -42,8 +42,8 @@ CORE   = errors store log headers partitioner uuid buf units state outbox kafka 
 # Lua bindings.
 LBIND  = leddy llog ljson lschema lpattern
 # The consumer runtime (needs Lua and libuv; only in the binary).
-RUNTIME = runner worker sandbox lctx lmsg app reload control ksource krelay metrics connset \
-          admin guard
+RUNTIME = runner worker sandbox lctx lmsg app reload control ksource krelay kcall metrics \
+          connset admin guard
 CLI    = cli cli_topic cli_produce cli_tail cli_run cli_dlq cli_state cli_reload cli_saga \
          cli_trace cli_catalog
 LUA_LIB = $(sort $(wildcard lua/eddy/*.lua))

@@ -92,6 +92,12 @@ typedef struct eddy_cursor {
   int64_t next_read;        /* runner only: the next offset to read */
   int64_t high;             /* runner only: next_offset seen at last read */
   int caught_up;            /* runner only: the last read found no more */
+  /* Runner only, Kafka: assigned with no offset in the store, so librdkafka
+   * finds where the partition starts (the group's offset, else the start
+   * or the end); its first message or end-of-partition event tells
+   * (ksource.c).  Until then the offsets here are 0, placeholders. */
+  int start_unknown;
+  int64_t start_asked;      /* runner only, Kafka: when librdkafka was asked it */
   /* Under runner->track_mu: */
   int64_t watermark;        /* every offset below it is done */
   int64_t end;              /* offsets [watermark, end) are in flight */
@@ -258,12 +264,13 @@ int eddy_runner_register(eddy_runner *r, eddy_consumer_def *c, char *err, size_t
  * them at once. */
 int eddy_runner_open_cursors(eddy_runner *r, int i, const eddy_consumer_def *c, int live,
                              char *err, size_t errlen);
-/* Makes (or brings back) the cursor of consumer number i on topic's
- * partition p, at its stored offset, or at fallback (>= 0) when none is
- * stored (Kafka).  NULL with err on failure. */
+/* Kafka: makes (or brings back) the cursor of consumer number i on
+ * topic's partition p, at its stored offset; with none stored, with
+ * start_unknown set (librdkafka finds the start).  Reads the store only.
+ * NULL with err on failure. */
 eddy_cursor *eddy_runner_open_cursor(eddy_runner *r, int i, const eddy_consumer_def *c,
-                                     const char *topic, int p, int64_t fallback, int live,
-                                     char *err, size_t errlen);
+                                     const char *topic, int p, int live, char *err,
+                                     size_t errlen);
 /* Makes generation g the runner's (taking a reference). */
 void eddy_runner_set_gen(eddy_runner *r, eddy_gen *g);
 

@@ -196,6 +196,12 @@ int eddy_kafka_open(const char *broker, const char *const *props, eddy_kafka **o
   return 0;
 }
 
+int eddy_kafka_open_like(const eddy_kafka *k, eddy_kafka **out, char *err, size_t errlen) {
+  char url[sizeof k->bootstrap + 16];
+  snprintf(url, sizeof url, "kafka://%s", k->bootstrap);
+  return eddy_kafka_open(url, (const char *const *)k->props, out, err, errlen);
+}
+
 void eddy_kafka_close(eddy_kafka *k) {
   if (!k) return;
   if (k->producer) {

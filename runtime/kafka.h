@@ -34,6 +34,9 @@ typedef struct eddy_kafka_owner { eddy_kafka *kafka; } eddy_kafka_owner;
  * property is -1 with err. */
 int eddy_kafka_open(const char *broker, const char *const *props, eddy_kafka **out,
                     char *err, size_t errlen);
+/* Another eddy_kafka for k's cluster and properties, for another thread
+ * (one eddy_kafka is used by one thread at a time).  As eddy_kafka_open. */
+int eddy_kafka_open_like(const eddy_kafka *k, eddy_kafka **out, char *err, size_t errlen);
 void eddy_kafka_close(eddy_kafka *k);
 const char *eddy_kafka_errmsg(const eddy_kafka *k);
 

@@ -5,6 +5,7 @@
 #include "krelay.h"
 #include "errors.h"
 #include "kafka.h"
+#include "kcall.h"
 #include "outbox.h"
 
 #include <fcntl.h>
@@ -17,8 +18,18 @@
 #define RETRY_MS 1000           /* after a failed batch */
 #define WARN_EVERY_MS 10000
 
+/* A topic looked up, and made when missing, off the loop (kcall.h): the
+ * cluster may take its timeouts to answer (10 s and more). */
+typedef struct lookup {
+  char *topic;
+  int created;
+  char err[512];
+} lookup;
+
 struct eddy_krelay {
   eddy_runner *r;
+  eddy_kcall *lookup;           /* the topic lookup under way, or NULL */
+  eddy_kafka *lk;               /* the lookups' client, between two */
   eddy_kafka_ticket t;
   eddy_outbox_rows rows;        /* the batch in flight (n == 0: none) */
   size_t queued;                /* rows of it handed to librdkafka so far */
@@ -47,37 +58,91 @@ void eddy_krelay_known(eddy_krelay *kr, const char *topic) {
   if ((k[kr->nknown] = strdup(topic))) kr->nknown++;
 }
 
-/* A topic emitted to for the first time is made with one partition, as on
- * the embedded log.  This asks the cluster, so it waits for it: once per
- * topic and run, and never for the declared ones. */
-static int ensure_topic(eddy_krelay *kr, const char *topic) {
-  for (int i = 0; i < kr->nknown; i++)
-    if (strcmp(kr->known[i], topic) == 0) return 0;
-  eddy_kafka *k = kr->r->kafka;
-  int np, created = 0;
+static void lookup_free(void *ud) {
+  lookup *l = ud;
+  free(l->topic);
+  free(l);
+}
+
+/* On the lookup's thread. */
+static int lookup_run(eddy_kafka *k, void *ud) {
+  lookup *l = ud;
   eddy_topic_config c;
   eddy_topic_config_init(&c);
-  int rc = eddy_kafka_topic_partitions(k, topic, &np);
-  if (rc == EDDY_ENOENT) rc = eddy_kafka_topic_create(k, topic, &c, 1, &created);
-  if (rc) return rc;
-  if (created) eddy_logf("INFO", "created topic '%s' with 1 partition on Kafka", topic);
-  eddy_krelay_known(kr, topic);
-  return 0;
+  int np;
+  int rc = eddy_kafka_topic_partitions(k, l->topic, &np);
+  if (rc == EDDY_ENOENT) rc = eddy_kafka_topic_create(k, l->topic, &c, 1, &l->created);
+  if (rc) snprintf(l->err, sizeof l->err, "%s", eddy_kafka_errmsg(k));
+  return rc;
+}
+
+/* Starts looking topic up off the loop.  0, or -1 with err. */
+static int lookup_start(eddy_krelay *kr, const char *topic, char *err, size_t errlen) {
+  eddy_kafka *k = kr->lk;
+  kr->lk = NULL;
+  if (!k && eddy_kafka_open_like(kr->r->kafka, &k, err, errlen) != 0) return -1;
+  lookup *l = calloc(1, sizeof *l);
+  if (!l || !(l->topic = strdup(topic))) {
+    free(l);
+    eddy_kafka_close(k);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  kr->lookup = eddy_kcall_start(k, lookup_run, l, lookup_free, &kr->r->progress, err, errlen);
+  return kr->lookup ? 0 : -1;
+}
+
+/* The relay lets go of the lookup under way: its answer goes nowhere. */
+static void lookup_drop(eddy_krelay *kr) {
+  eddy_kcall_release(kr->lookup);
+  kr->lookup = NULL;
+}
+
+/* A topic emitted to for the first time is made with one partition, as on
+ * the embedded log: looked up, and made when missing, off the loop
+ * (lookup), once per topic and run, and never for the declared ones.
+ * Returns 0 when topic exists on Kafka, 1 while the answer is awaited, or
+ * a negative code with the error in err. */
+static int ensure_topic(eddy_krelay *kr, const char *topic, char *err, size_t errlen) {
+  int rc = 0;
+  if (kr->lookup) {
+    if (!eddy_kcall_done(kr->lookup, &rc)) return 1;
+    lookup *l = eddy_kcall_data(kr->lookup);
+    if (rc == 0) {
+      if (l->created) eddy_logf("INFO", "created topic '%s' with 1 partition on Kafka", l->topic);
+      eddy_krelay_known(kr, l->topic);
+    } else if (strcmp(l->topic, topic) == 0) {
+      snprintf(err, errlen, "%s", l->err);
+    } else {
+      rc = 0;           /* another topic's: the batch moved on */
+    }
+    kr->lk = eddy_kcall_take_client(kr->lookup);
+    lookup_drop(kr);
+    if (rc) return rc;
+  }
+  for (int i = 0; i < kr->nknown; i++)
+    if (strcmp(kr->known[i], topic) == 0) return 0;
+  if (lookup_start(kr, topic, err, errlen) != 0) return EDDY_EIO;
+  return 1;
 }
 
 /* Hands the batch's rows not yet queued to librdkafka, in runs of one
- * topic, until its queue is full. */
+ * topic, until its queue is full or a topic's lookup is awaited. */
 static void send_more(eddy_krelay *kr) {
   eddy_outbox_rows *b = &kr->rows;
   while (kr->queued < b->n) {
     size_t i = kr->queued, j = i + 1;
     while (j < b->n && strcmp(b->topics[j], b->topics[i]) == 0) j++;
-    int rc = ensure_topic(kr, b->topics[i]);
-    if (rc == 0) rc = eddy_kafka_send(kr->r->kafka, b->topics[i], &b->recs[i], j - i, &kr->t);
+    char err[512] = "";
+    int rc = ensure_topic(kr, b->topics[i], err, sizeof err);
+    if (rc == 1) return;              /* its lookup wakes the runner */
+    if (rc == 0) {
+      rc = eddy_kafka_send(kr->r->kafka, b->topics[i], &b->recs[i], j - i, &kr->t);
+      if (rc < 0) snprintf(err, sizeof err, "%s", eddy_kafka_errmsg(kr->r->kafka));
+    }
     if (rc < 0) {
       /* Not sent: the batch ends with what is in flight, as failed. */
-      if (kr->t.failed++ == 0)
-        snprintf(kr->t.error, sizeof kr->t.error, "%s", eddy_kafka_errmsg(kr->r->kafka));
+      if (kr->t.failed++ == 0) snprintf(kr->t.error, sizeof kr->t.error, "%.255s", err);
       kr->queued = b->n;
       return;
     }
@@ -178,7 +243,9 @@ int eddy_krelay_start(eddy_runner *r, eddy_krelay **out, char *err, size_t errle
 }
 
 void eddy_krelay_stop(eddy_krelay *kr) {
-  if (!kr || !kr->polling) return;
+  if (!kr) return;
+  lookup_drop(kr);   /* before the runner closes the handle it would wake */
+  if (!kr->polling) return;
   uv_poll_stop(&kr->poll);
   uv_close((uv_handle_t *)&kr->poll, NULL);
   kr->polling = 0;
@@ -186,6 +253,7 @@ void eddy_krelay_stop(eddy_krelay *kr) {
 
 void eddy_krelay_free(eddy_krelay *kr) {
   if (!kr) return;
+  lookup_drop(kr);
   /* Reports still to come point into the ticket: purged, they come at
    * once.  Should one not, the relay is left allocated rather than freed
    * under librdkafka. */
@@ -195,6 +263,7 @@ void eddy_krelay_free(eddy_krelay *kr) {
     if (kr->t.outstanding > 0) return;
   }
   eddy_outbox_rows_free(&kr->rows);
+  eddy_kafka_close(kr->lk);
   for (int i = 0; i < kr->nknown; i++) free(kr->known[i]);
   free(kr->known);
   if (kr->pipe[0] >= 0) close(kr->pipe[0]);

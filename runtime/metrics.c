@@ -135,9 +135,12 @@ static void latency(eddy_runner *r, eddy_buf *b) {
   }
 }
 
-/* The lag of cursor c, or -1 when its partition's end is not known. */
+/* The lag of cursor c, or -1 when its partition's end (or, on Kafka, its
+ * start) is not known. */
 static int64_t cursor_lag(eddy_runner *r, eddy_cursor *c) {
-  if (!c->live || atomic_load(&c->retired_gen) || atomic_load(&c->revoked)) return -1;
+  if (!c->live || atomic_load(&c->retired_gen) || atomic_load(&c->revoked) ||
+      c->start_unknown)
+    return -1;
   int64_t start = 0, end = 0;
   int rc = r->kafka ? eddy_ksource_high(r->ksource, c, &end)
                     : eddy_log_offsets(r->store, c->topic, c->partition, &start, &end);

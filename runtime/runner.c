@@ -244,9 +244,12 @@ int eddy_runner_register(eddy_runner *r, eddy_consumer_def *c, char *err, size_t
 
 /* Sets cursor cu (consumer c, partition p of its topic k) to the stored
  * offset: the committed one, else the consumer's starting position, and
- * loads the offsets above it a previous run finished. */
+ * loads the offsets above it a previous run finished.  On Kafka (kafka
+ * set) the log is elsewhere: with no stored offset the start is not known
+ * here (librdkafka finds it, ksource.c), and the cursor waits at 0 with
+ * start_unknown set. */
 static int cursor_init(eddy_runner *r, eddy_cursor *cu, const eddy_consumer_def *c,
-                       int64_t fallback, char *err, size_t errlen) {
+                       int kafka, char *err, size_t errlen) {
   eddy_store *s = r->store;
   int64_t committed, start, end;
   if (eddy_group_committed(s, c->name, cu->topic, cu->partition, &committed) != 0 ||
@@ -254,10 +257,11 @@ static int cursor_init(eddy_runner *r, eddy_cursor *cu, const eddy_consumer_def 
     snprintf(err, errlen, "%s", eddy_store_errmsg(s));
     return -1;
   }
-  if (fallback >= 0) {
-    /* Kafka: the log is elsewhere; the caller knows where to start. */
+  int unknown = 0;
+  if (kafka) {
     start = 0;
-    if (committed < 0) committed = fallback;
+    unknown = committed < 0;
+    if (unknown) committed = 0;
   }
   if (committed < 0) committed = c->from_end ? end : start;
   if (committed < start) {
@@ -279,6 +283,7 @@ static int cursor_init(eddy_runner *r, eddy_cursor *cu, const eddy_consumer_def 
   uv_mutex_lock(&r->track_mu);
   cu->next_read = cu->watermark = cu->end = cu->committed = committed;
   uv_mutex_unlock(&r->track_mu);
+  cu->start_unknown = unknown;
   cu->caught_up = 0;
   return 0;
 }
@@ -292,8 +297,8 @@ static eddy_cursor *find_cursor(eddy_runner *r, int i, const char *topic, int p)
 }
 
 eddy_cursor *eddy_runner_open_cursor(eddy_runner *r, int i, const eddy_consumer_def *c,
-                                     const char *topic, int p, int64_t fallback, int live,
-                                     char *err, size_t errlen) {
+                                     const char *topic, int p, int live, char *err,
+                                     size_t errlen) {
   eddy_topic_info t;
   if (eddy_topic_get(r->store, topic, &t) != 0) {
     snprintf(err, errlen, "%s", eddy_store_errmsg(r->store));
@@ -321,7 +326,7 @@ eddy_cursor *eddy_runner_open_cursor(eddy_runner *r, int i, const eddy_consumer_
   }
   /* New, or back after a reload or a revocation: its messages were
    * dropped unhandled, so it starts again from the stored offset. */
-  if (cursor_init(r, cu, c, fallback, err, errlen) != 0) return NULL;
+  if (cursor_init(r, cu, c, 1, err, errlen) != 0) return NULL;
   atomic_store(&cu->retired_gen, 0);
   atomic_store(&cu->revoked, 0);
   cu->live = live;
@@ -358,7 +363,7 @@ int eddy_runner_open_cursors(eddy_runner *r, int i, const eddy_consumer_def *c, 
       }
       /* New, or back after a reload retired it: its messages were
        * dropped unhandled, so it starts again from the stored offset. */
-      if (cursor_init(r, cu, c, -1, err, errlen) != 0) return -1;
+      if (cursor_init(r, cu, c, 0, err, errlen) != 0) return -1;
       atomic_store(&cu->retired_gen, 0);
       cu->live = live;
     }
@@ -652,7 +657,7 @@ static void tick(eddy_runner *r) {
   if (r->failed || r->stopping) { uv_stop(r->loop); return; }
   if (r->reloader) eddy_reloader_tick(r->reloader);
   fire_timers(r);
-  if (r->ksource) eddy_ksource_commit(r->ksource);
+  if (r->ksource) eddy_ksource_tick(r->ksource);
   if ((atomic_load(&r->outbox_pending) > 0 || (r->krelay && eddy_krelay_busy(r->krelay))) &&
       relay(r) != 0) {
     uv_stop(r->loop);
@@ -792,6 +797,15 @@ static int kafka_topics(eddy_runner *r, eddy_app *a, char *err, size_t errlen) {
            eddy_kafka_topic_create(k, c->dlq_topics[t], &dc, 1, &created) != 0)) {
         snprintf(err, errlen, "%s: consumer '%s': dead-letter topic: %s", c->file, c->name,
                  eddy_kafka_errmsg(k));
+        return -1;
+      }
+      /* The store keeps the topic's offsets in a row of its own, made now
+       * with Kafka's partition count: assignments, on the loop, do not ask
+       * the cluster (ksource.c). */
+      eddy_topic_info ti;
+      if (eddy_topic_get(r->store, c->topics[t], &ti) != 0 &&
+          eddy_topic_ensure(r->store, c->topics[t], &dc, &created) != 0) {
+        snprintf(err, errlen, "%s", eddy_store_errmsg(r->store));
         return -1;
       }
     }
@@ -1021,8 +1035,12 @@ int eddy_run(const eddy_run_options *o) {
   eddy_reloader_stop(r->reloader);
   for (int i = 0; i < r->nworkers; i++) eddy_worker_stop(r->workers[i]);
   r->workers_gone = 1;
+  if (!r->failed) flush_watermarks(r);
+  /* Kafka: the groups are left (their last offsets committed) in
+   * librdkafka's background while the outbox is relayed; the two wait for
+   * the broker side by side, 5 s each at most. */
+  eddy_ksource_leave(r->ksource);
   if (!r->failed) {
-    flush_watermarks(r);
     if (!r->kafka) {
       relay(r);
     } else if (r->krelay && relay_lease(r)) {

@@ -19,7 +19,8 @@ local KMOCK = (os.getenv("EDDY_MODULE_BUILD") or os.getenv("EDDY_BUILD") or "bui
 local DOWN_S = 8
 
 -- Kafka's ApiKeys and error codes, as the mock takes them.
-local API = { Produce = 0, Fetch = 1, ListOffsets = 2, OffsetCommit = 8, Heartbeat = 12 }
+local API = { Produce = 0, Fetch = 1, ListOffsets = 2, OffsetCommit = 8, OffsetFetch = 9,
+              Heartbeat = 12 }
 local ERR = {
   OFFSET_OUT_OF_RANGE = 1,
   UNKNOWN_TOPIC_OR_PARTITION = 3,
@@ -394,6 +395,26 @@ describe("eddy on Kafka under faults (librdkafka's mock cluster)", function()
   end)
 
   describe("eddy run", function()
+    it("finds where its partitions start though the coordinator answers the group's offsets "
+       .. "with NOT_COORDINATOR", function()
+      local mock = mock_cluster(1)
+      local names = { IN = fresh("orders"), OUT = fresh("counted"), NAME = fresh("counter") }
+      input_topic(mock, names.IN, 4)
+      mock:cmd("topic " .. names.OUT .. " 1")
+      local app = make_app(mock, names, { count = COUNTER })
+      produce(mock, names.IN, 8, 1, 10)
+      -- A new data directory: librdkafka asks the group's offsets of the
+      -- assigned partitions, and the first answer is a coordinator's that
+      -- is no longer one.  librdkafka 2.0 never asks again by itself.
+      mock:errors(1, API.OffsetFetch, { ERR.NOT_COORDINATOR })
+      local s = drain(app)
+      assert.equal(0, mock:pending(1, API.OffsetFetch))
+      assert.same({ handled = 80, retried = 0 }, pick(s, { "handled", "retried" }))
+      local n, violations = counts(app, names.NAME)
+      assert.same({}, violations)
+      assert.same(each_key(8, 10), n)
+    end)
+
     it("relays every event once, in order, while Produce requests fail, and logs the batch "
        .. "the broker refused", function()
       local mock = mock_cluster(1)
