@@ -36,6 +36,17 @@ static eddy_worker *worker_of(lua_State *L) {
 }
 
 /* A state key: a string, or a number turned into one. */
+/* Raises the worker's refusal of a write or an emit (a limit), at the
+ * handler's line.  The worker knows the refusal by this exact text: a call
+ * that fails with it (not caught) is quarantined at once, reason "limit". */
+static int raise_refusal(lua_State *L, eddy_worker *w) {
+  luaL_where(L, 1);
+  lua_pushstring(L, eddy_worker_refusal(w));
+  lua_concat(L, 2);
+  eddy_worker_refuse(w, lua_tostring(L, -1), "limit");
+  return lua_error(L);
+}
+
 static const char *state_key(lua_State *L, int idx, size_t *n) {
   int t = lua_type(L, idx);
   if (t != LUA_TSTRING && t != LUA_TNUMBER)
@@ -88,13 +99,7 @@ static int put(lua_State *L, int del) {
     if (b->oom) return luaL_error(L, "ctx.state:set('%s'): not enough memory", k);
     rc = eddy_worker_state_put(w, s->consumer, k, n, b->data, b->len);
   }
-  if (rc == -3) {
-    luaL_where(L, 1);
-    lua_pushstring(L, eddy_worker_refusal(w));
-    lua_concat(L, 2);
-    eddy_worker_refuse(w, lua_tostring(L, -1), "limit");
-    return lua_error(L);
-  }
+  if (rc == -3) return raise_refusal(L, w);
   if (rc == -2)
     return luaL_error(L, "ctx.state:set('%s'): the call's memory limit is exceeded", k);
   if (rc != 0) return luaL_error(L, "ctx.state:set('%s'): not enough memory", k);
@@ -260,15 +265,7 @@ static int ctx_emit(lua_State *L) {
   }
   char id[EDDY_UUID_STRLEN + 1];
   int rc = eddy_worker_emit(w, topic, key, kl, key != NULL, value, vl, h, nh, due, id);
-  if (rc == -3) {
-    /* The refusal, at the handler's line, exactly as it will be raised:
-     * the worker knows it by its text. */
-    luaL_where(L, 1);
-    lua_pushstring(L, eddy_worker_refusal(w));
-    lua_concat(L, 2);
-    eddy_worker_refuse(w, lua_tostring(L, -1), "limit");
-    return lua_error(L);
-  }
+  if (rc == -3) return raise_refusal(L, w);
   if (rc == -2) return luaL_error(L, "ctx:emit: the call's memory limit is exceeded");
   if (rc != 0) return luaL_error(L, "ctx:emit: not enough memory");
   lua_pushstring(L, id);

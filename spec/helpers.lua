@@ -113,6 +113,31 @@ function M.run(args, opts)
   return M.exec(argv, opts)
 end
 
+--- The Kafka broker the specs use: the one test/run.sh starts.
+M.BROKER = os.getenv("EDDY_TEST_BROKER") or "kafka://127.0.0.1:9092"
+
+--- A name no other test uses (topics and groups on the shared broker).
+function M.fresh_name(prefix)
+  return string.format("%s-%08x", prefix, math.random(0, 0x7fffffff))
+end
+
+--- Runs eddy with args and `--broker M.BROKER`, see `M.run`.
+function M.kafka_run(args, opts)
+  local argv = {}
+  for i, a in ipairs(args) do argv[i] = a end
+  argv[#argv + 1] = "--broker"
+  argv[#argv + 1] = M.BROKER
+  return M.run(argv, opts)
+end
+
+--- M.kafka_run that fails unless eddy exits 0 quietly.  Returns stdout.
+function M.kafka_ok(args, opts)
+  local r = M.kafka_run(args, opts)
+  assert(r.code == 0 and r.err == "",
+         table.concat(args, " ") .. ": exit " .. r.code .. ": " .. r.err)
+  return r.out
+end
+
 --- Runs eddy several times at once: every command is started by one shell
 -- before any is waited for.  Returns one `{ code, out, err }` per command.
 -- @tparam table arglists a list of argument lists

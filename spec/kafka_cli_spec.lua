@@ -5,23 +5,16 @@
 local cjson = require "cjson"
 local H = require "helpers"
 
-local BROKER = os.getenv("EDDY_TEST_BROKER") or "kafka://127.0.0.1:9092"
+local BROKER = H.BROKER
 local UUID7 = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-7%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
 
 math.randomseed(os.time() ~ tonumber(tostring({}):match("0x(%x+)"), 16))
 
---- A topic name no other test uses.
-local function fresh(prefix)
-  return string.format("%s-%08x", prefix, math.random(0, 0x7fffffff))
-end
+local fresh = H.fresh_name
 
 --- Runs eddy with --broker; returns code, stdout, stderr.
 local function kafka(args, opts)
-  local argv = {}
-  for i, a in ipairs(args) do argv[i] = a end
-  argv[#argv + 1] = "--broker"
-  argv[#argv + 1] = BROKER
-  local r = H.run(argv, opts)
+  local r = H.kafka_run(args, opts)
   return r.code, r.out, r.err
 end
 

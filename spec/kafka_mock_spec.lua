@@ -37,10 +37,7 @@ local function defer(fn) H.defer(finally, fn) end
 
 math.randomseed(os.time() ~ tonumber(tostring({}):match("0x(%x+)"), 16))
 
---- A name no other test uses.
-local function fresh(prefix)
-  return string.format("%s-%08x", prefix, math.random(0, 0x7fffffff))
-end
+local fresh = H.fresh_name
 
 --- The complete lines of file (a line still being written is left out).
 local function done_lines(file)

@@ -9,7 +9,7 @@
 local H = require "helpers"
 local system = require "system"
 
-local BROKER = os.getenv("EDDY_TEST_BROKER") or "kafka://127.0.0.1:9092"
+local BROKER = H.BROKER
 local ROOT = os.getenv("EDDY_ROOT") or "."
 local KAFKA_SH = ROOT .. "/tools/kafka/kafka.sh"
 local BROKER_PID = (os.getenv("EDDY_KAFKA_CACHE") or ROOT .. "/.cache/kafka") .. "/run/broker.pid"
@@ -21,21 +21,9 @@ local function now_ms() return math.floor(system.monotime() * 1000) end
 
 math.randomseed(os.time() ~ tonumber(tostring({}):match("0x(%x+)"), 16))
 
---- A name no other test uses.
-local function fresh(prefix)
-  return string.format("%s-%08x", prefix, math.random(0, 0x7fffffff))
-end
+local fresh = H.fresh_name
 
---- eddy with --broker; fails unless it exits 0 quietly.  Returns stdout.
-local function kafka(args, opts)
-  local argv = {}
-  for i, a in ipairs(args) do argv[i] = a end
-  argv[#argv + 1] = "--broker"
-  argv[#argv + 1] = BROKER
-  local r = H.run(argv, opts)
-  assert(r.code == 0 and r.err == "", table.concat(args, " ") .. ": exit " .. r.code .. ": " .. r.err)
-  return r.out
-end
+local kafka = H.kafka_ok
 
 --- The broker as tools/kafka/kafka.sh runs it: "down", "restart", "status".
 local function broker(cmd)

@@ -7,7 +7,7 @@
 local cjson = require "cjson"
 local H = require "helpers"
 
-local BROKER = os.getenv("EDDY_TEST_BROKER") or "kafka://127.0.0.1:9092"
+local BROKER = H.BROKER
 local SEED = tonumber(os.getenv("EDDY_CRASH_SEED")) or os.time()
 
 local function defer(fn) H.defer(finally, fn) end
@@ -18,10 +18,7 @@ local function now_ms() return math.floor(system.monotime() * 1000) end
 
 math.randomseed(SEED ~ tonumber(tostring({}):match("0x(%x+)"), 16))
 
---- A name no other test uses.
-local function fresh(prefix)
-  return string.format("%s-%08x", prefix, math.random(0, 0x7fffffff))
-end
+local fresh = H.fresh_name
 
 local json_lines = H.json_lines
 
@@ -45,16 +42,7 @@ local function make_app(names, handlers, workers, partitions)
   return { dir = dir, file = dir .. "/eddy.lua", data = dir .. "/data" }
 end
 
---- eddy with --broker; fails unless it exits 0 quietly.  Returns stdout.
-local function kafka(args, opts)
-  local argv = {}
-  for i, a in ipairs(args) do argv[i] = a end
-  argv[#argv + 1] = "--broker"
-  argv[#argv + 1] = BROKER
-  local r = H.run(argv, opts)
-  assert(r.code == 0 and r.err == "", table.concat(args, " ") .. ": exit " .. r.code .. ": " .. r.err)
-  return r.out
-end
+local kafka = H.kafka_ok
 
 local summary = H.summary
 

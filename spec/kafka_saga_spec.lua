@@ -6,16 +6,13 @@
 local cjson = require "cjson"
 local H = require "helpers"
 
-local BROKER = os.getenv("EDDY_TEST_BROKER") or "kafka://127.0.0.1:9092"
+local BROKER = H.BROKER
 
 local function defer(fn) H.defer(finally, fn) end
 
 math.randomseed(os.time() ~ tonumber(tostring({}):match("0x(%x+)"), 16))
 
---- A name no other test uses.
-local function fresh(prefix)
-  return string.format("%s-%08x", prefix, math.random(0, 0x7fffffff))
-end
+local fresh = H.fresh_name
 
 --- Integral floats (lua-cjson decodes every number as a float) made
 -- integers, in place, recursively; returns v.
@@ -107,17 +104,7 @@ return {
 }
 ]]
 
---- eddy with --broker; fails unless it exits 0 quietly.  Returns stdout.
-local function kafka(args, opts)
-  local argv = {}
-  for i, a in ipairs(args) do argv[i] = a end
-  argv[#argv + 1] = "--broker"
-  argv[#argv + 1] = BROKER
-  local r = H.run(argv, opts)
-  assert(r.code == 0 and r.err == "",
-         table.concat(args, " ") .. ": exit " .. r.code .. ": " .. r.err)
-  return r.out
-end
+local kafka = H.kafka_ok
 
 --- The checkout app on the test broker, in a fresh directory, with fresh
 -- topic and consumer names (returned as app.names), the pay step's

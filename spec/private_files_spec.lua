@@ -5,7 +5,7 @@
 -- 0700 for directories and 0600 for the rest, whatever the umask.
 local H = require "helpers"
 
-local BROKER = os.getenv("EDDY_TEST_BROKER") or "kafka://127.0.0.1:9092"
+local BROKER = H.BROKER
 
 local function defer(fn) H.defer(finally, fn) end
 
