@@ -175,6 +175,19 @@ static int encode(lua_State *L, int idx, eddy_buf *b, char *err, size_t n, int d
     keys[i].ref = at;
   }
   qsort(keys, count, sizeof *keys, by_key);
+  /* A number key and a string key with the same text (1 and "1") would be
+   * written twice, and read back as one: refused, so that what is written
+   * reads back as it was. */
+  for (size_t i = 1; i < count; i++) {
+    if (keys[i].n == keys[i - 1].n && memcmp(keys[i].s, keys[i - 1].s, keys[i].n) == 0) {
+      char why[96];
+      snprintf(why, sizeof why, "two table keys written \"%.*s\" (a number and a string)",
+               keys[i].n > 40 ? 40 : (int)keys[i].n, keys[i].s);
+      free(keys);
+      lua_settop(L, base);
+      return fail(err, n, why);
+    }
+  }
   eddy_buf_puts(b, "{");
   int rc = 0;
   for (size_t i = 0; i < count && rc == 0; i++) {

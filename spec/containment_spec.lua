@@ -255,18 +255,23 @@ return eddy.consumer { name = "h", topics = { "orders" }, retry = { attempts = 1
       ctx.state:set("result", { #t, t[1100000], n, o.k200000, depth(ctx.state:get("deep")) })
     elseif msg.value == "too-deep" then
       ctx.state:set("deeper", nest(101))
+    elseif msg.value == "same-text" then
+      ctx.state:set("mixed", { [1] = "number", ["1"] = "string" })
     end
   end }
 ]] })
     eddy(app, "topic", "create", "orders", "--partitions", "2")
-    produce(app, { "set-big", "get-big", "too-deep" }, "one")
+    produce(app, { "set-big", "get-big", "too-deep", "same-text" }, "one")
     local r = H.run({ "run", app.file, "--drain" })
     assert.equal(0, r.code, r.err)
     assert.same({ 1100000, 1100000, 200000, 200000, 99 }, state(app, "h").result)
     local q = quarantined(app, "h")
     assert.same({ ["too-deep"] = { reason = "error", attempts = 1, error = app.dir ..
       "/handlers/h.lua:21: ctx.state:set('deeper'): value is not JSON-able: nested too" ..
-      " deeply (or a cycle)" } }, q)
+      " deeply (or a cycle)" },
+      ["same-text"] = { reason = "error", attempts = 1, error = app.dir ..
+      "/handlers/h.lua:23: ctx.state:set('mixed'): value is not JSON-able: two table keys" ..
+      " written \"1\" (a number and a string)" } }, q)
   end)
 
   -- Lua runs finalizers with hooks off: one that loops could never be

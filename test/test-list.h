@@ -55,6 +55,7 @@
   X(ljson_encode_refuses)                                                   \
   X(ljson_negative_zero)                                                    \
   X(ljson_float_keys)                                                       \
+  X(ljson_key_collision)                                                    \
   /* test-http.c */                                                         \
   X(http_parses_requests)                                                   \
   X(http_refuses_malformed)                                                 \

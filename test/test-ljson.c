@@ -133,3 +133,28 @@ TEST(ljson_float_keys) {
   ASSERT(text_ok);
   ASSERT(inf_ok);
 }
+
+/* A number key and a string key of the same text would both be written
+ * under it, and one value lost on the way back. */
+TEST(ljson_key_collision) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  char err[128] = "";
+  eddy_buf b = EDDY_BUF_INIT;
+  (void)luaL_dostring(L, "return { [1] = 'a', ['1'] = 'b', x = 1 }");
+  int rc = eddy_json_encode(L, -1, &b, err, sizeof err);
+  int int_ok = rc != 0 && strcmp(err, "two table keys written \"1\" (a number and a string)") == 0;
+  (void)luaL_dostring(L, "return { [0.5] = 'a', ['0.5'] = 'b' }");
+  rc = eddy_json_encode(L, -1, &b, err, sizeof err);
+  int float_ok = rc != 0 && strcmp(err, "two table keys written \"0.5\" (a number and a string)") == 0;
+  eddy_buf_reset(&b);
+  (void)luaL_dostring(L, "return { [2] = 'a', ['1'] = 'b' }");
+  rc = eddy_json_encode(L, -1, &b, err, sizeof err);
+  int apart_ok = rc == 0 && b.len == strlen("{\"1\":\"b\",\"2\":\"a\"}") &&
+                 memcmp(b.data, "{\"1\":\"b\",\"2\":\"a\"}", b.len) == 0;
+  eddy_buf_free(&b);
+  lua_close(L);
+  ASSERT(int_ok);
+  ASSERT(float_ok);
+  ASSERT(apart_ok);
+}
