@@ -48,9 +48,19 @@ static void entry_json(eddy_buf *b, const eddy_dlq_entry *e) {
   eddy_header h;
   while (eddy_headers_next(e->headers, e->headers_len, &pos, &h) == 1) {
     eddy_buf_puts(b, k++ ? ",[" : "[");
-    eddy_buf_json_str(b, h.name, eddy_utf8_valid(h.name, h.name_len) ? h.name_len : 0);
-    eddy_buf_puts(b, ",");
-    eddy_buf_json_str(b, h.value, eddy_utf8_valid(h.value, h.value_len) ? h.value_len : 0);
+    if (eddy_utf8_valid(h.name, h.name_len) && eddy_utf8_valid(h.value, h.value_len)) {
+      eddy_buf_json_str(b, h.name, h.name_len);
+      eddy_buf_puts(b, ",");
+      eddy_buf_json_str(b, h.value, h.value_len);
+    } else {
+      /* Bytes that are not UTF-8, in the name or the value: both in
+       * base64, flagged by a third element. */
+      eddy_buf_puts(b, "\"");
+      eddy_buf_base64(b, h.name, h.name_len);
+      eddy_buf_puts(b, "\",\"");
+      eddy_buf_base64(b, h.value, h.value_len);
+      eddy_buf_puts(b, "\",\"base64\"");
+    }
     eddy_buf_puts(b, "]");
   }
   eddy_buf_printf(b, "],\"timestamp\":%" PRId64, e->timestamp);
@@ -140,7 +150,11 @@ const eddy_cli_cmd eddy_cmd_dlq_list = {
   "dlq list", "[--consumer C] [--all] [--json]", "list quarantined messages",
   "Lists the messages consumers quarantined and did not replay yet (--all:\n"
   "those too), oldest first.  SEQ names an entry for show, replay and purge;\n"
-  "a message id does too.\n",
+  "a message id does too.\n"
+  "In JSON, a key or value that is not UTF-8 is base64 with\n"
+  "\"key_encoding\"/\"value_encoding\": \"base64\" beside it; headers are\n"
+  "[name, value] pairs, and a pair with bytes that are not UTF-8 is\n"
+  "[base64 name, base64 value, \"base64\"].\n",
   list_opts, 0, 0, run_list
 };
 

@@ -219,6 +219,24 @@ describe("eddy dlq", function()
       assert.same({ "c:bad1", "c:bad2" }, who(list))
     end)
 
+    it("gives header names and values that are not UTF-8 byte for byte with --json", function()
+      local t = quarantined()
+      local r = eddy(t, { "produce", "orders", "-H", "\xc3=x", "-H", "ok=fine", "-H",
+                          "bin=\xff\xfe", "-H", "ok=again", "bad-bytes" })
+      assert.same({ 0, "" }, { r.code, r.err })
+      t.run_drain()
+      local out = ok(t, { "dlq", "list", "--json" })
+      assert.truthy(utf8.len(out), ("dlq list --json printed bytes that are not UTF-8: %q"):format(out))
+      local e = by_value(t)["bad-bytes"]
+      local got = {}
+      for i, h in ipairs(e.headers) do
+        got[i] = h[3] == "base64" and { H.base64_decode(h[1]), H.base64_decode(h[2]), #h }
+                 or { h[1], h[2], #h }
+      end
+      assert.same({ { "\xc3", "x", 3 }, { "ok", "fine", 2 }, { "bin", "\xff\xfe", 3 },
+                    { "ok", "again", 2 } }, got)
+    end)
+
     it("filters by consumer with --consumer", function()
       local t = quarantined({ "c", "d" })
       assert.same({ "c:bad1", "c:bad2", "d:bad1", "d:bad2" }, who(entries(t)))
