@@ -112,8 +112,8 @@ static void watch(void *arg) {
     uv_cond_timedwait(&g->cv, &g->mu, (uint64_t)WATCH_EVERY_MS * 1000000);
     int64_t now = mono_ms();
     for (int i = 0; i < g->nworkers && !g->stop; i++) {
-      int64_t started = atomic_load(&g->w[i].started);
-      int64_t timeout = atomic_load(&g->w[i].timeout);
+      int64_t started = atomic_load_explicit(&g->w[i].started, memory_order_acquire);
+      int64_t timeout = atomic_load_explicit(&g->w[i].timeout, memory_order_relaxed);
       if (!started || !timeout || now - started < timeout + EDDY_GUARD_GRACE_MS) continue;
       eddy_inflight_slot *s = eddy_inflight_slot_at(g->inflight, i);
       eddy_inflight_stuck(s);
@@ -207,11 +207,13 @@ void eddy_guard_reason(const eddy_crash_row *c, char *out, size_t n) {
 
 void eddy_guard_call_begin(eddy_guard *g, int i, int64_t timeout_ms) {
   if (!g || i < 0 || i >= g->nworkers) return;
-  atomic_store(&g->w[i].timeout, timeout_ms);
-  atomic_store(&g->w[i].started, mono_ms());
+  /* Release: the watchdog that reads started (acquire) sees its timeout.
+   * No full barrier on every call. */
+  atomic_store_explicit(&g->w[i].timeout, timeout_ms, memory_order_relaxed);
+  atomic_store_explicit(&g->w[i].started, mono_ms(), memory_order_release);
 }
 
 void eddy_guard_call_end(eddy_guard *g, int i) {
   if (!g || i < 0 || i >= g->nworkers) return;
-  atomic_store(&g->w[i].started, 0);
+  atomic_store_explicit(&g->w[i].started, 0, memory_order_release);
 }
